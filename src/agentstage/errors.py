@@ -1,0 +1,67 @@
+"""One exception family: every error a user can act on, with its exit code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+
+class Problem(NamedTuple):
+    """One thing wrong in one file: where, which field, what."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+    def as_json(self) -> dict[str, object]:
+        return {"file": self.file, "line": self.line, "path": self.path, "message": self.message}
+
+
+class AgentstageError(Exception):
+    """Base of every error a user sees as `error: ...` with an exit code."""
+
+    exit_code = 70
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(AgentstageError):
+    exit_code = 2
+
+
+class NothingToPublish(AgentstageError):
+    exit_code = 3
+
+
+class InvalidConfig(AgentstageError):
+    exit_code = 4
+
+    def __init__(
+        self, problems: Sequence[Problem], hint: str | None = None, message: str | None = None
+    ) -> None:
+        self.problems = list(problems)
+        if message is None:
+            message = str(self.problems[0]) if len(self.problems) == 1 else (
+                f"{len(self.problems)} problems:\n" + "\n".join(f"  {p}" for p in self.problems)
+            )
+        super().__init__(message, hint)
+
+
+class Conflict(AgentstageError):
+    exit_code = 5
+
+
+class NotFound(AgentstageError):
+    exit_code = 6
+
+
+class PolicyDenied(AgentstageError):
+    exit_code = 7

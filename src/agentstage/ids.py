@@ -1,0 +1,24 @@
+"""Agent ids: one rule, checked everywhere an id comes in."""
+
+from __future__ import annotations
+
+import re
+
+from agentstage.errors import UsageError
+
+AGENT_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+AGENT_ID_RULE = "lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters"
+
+
+def is_agent_id(value: str) -> bool:
+    return AGENT_ID_RE.fullmatch(value) is not None
+
+
+def check_agent_id(value: str) -> str:
+    """Return *value* if it is a valid agent id, else raise a usage error naming the rule."""
+    if not is_agent_id(value):
+        raise UsageError(
+            f"invalid agent id {value!r}: an agent id is {AGENT_ID_RULE}",
+            hint="pick an id such as 'support-bot'",
+        )
+    return value

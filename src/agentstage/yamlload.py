@@ -1,0 +1,234 @@
+"""Strict YAML 1.2 loading from bytes.
+
+The document is built straight from the parser's event stream, so nothing the
+YAML spec lets a document do behind the reader's back gets through: anchors and
+aliases, tags beyond the core schema, duplicate keys, several documents, deep
+nesting. Plain scalars resolve by the YAML 1.2 core schema (`no` is a string).
+Every value's line is recorded, so later errors can name file:line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentstage.errors import InvalidConfig, Problem
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+
+Pos = tuple[str | int, ...]
+
+_TAG = "tag:yaml.org,2002:"
+_CORE_TAGS = {_TAG + n for n in ("str", "int", "float", "bool", "null", "map", "seq")}
+
+_NULL = re.compile(r"~|null|Null|NULL|")
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT10 = re.compile(r"[-+]?[0-9]+")
+_INT8 = re.compile(r"0o[0-7]+")
+_INT16 = re.compile(r"0x[0-9a-fA-F]+")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_INF_NAN = re.compile(r"[-+]?\.(inf|Inf|INF)|\.nan|\.NaN|\.NAN")
+
+
+@dataclass
+class Document:
+    """A loaded YAML document: plain Python data and the line of every value."""
+
+    file: str
+    data: Any
+    lines: dict[Pos, int] = field(default_factory=dict)
+
+    def line_of(self, pos: Pos) -> int | None:
+        """The line of *pos*, or of its nearest recorded ancestor."""
+        for n in range(len(pos), -1, -1):
+            line = self.lines.get(pos[:n])
+            if line is not None:
+                return line
+        return None
+
+
+class _Fail(Exception):
+    def __init__(self, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def _tag_name(tag: object) -> str | None:
+    if tag is None:
+        return None
+    return tag if isinstance(tag, str) else str(tag)
+
+
+def _resolve_plain(value: str, line: int) -> Any:
+    if _NULL.fullmatch(value):
+        return None
+    if value in _BOOL:
+        return _BOOL[value]
+    try:
+        if _INT10.fullmatch(value):
+            return int(value)
+        if _INT8.fullmatch(value):
+            return int(value[2:], 8)
+        if _INT16.fullmatch(value):
+            return int(value[2:], 16)
+    except ValueError:
+        raise _Fail(line, f"number {value[:20]}... is too large") from None
+    if _FLOAT.fullmatch(value):
+        number = float(value)
+        if math.isinf(number):
+            raise _Fail(line, f"number {value[:20]} is out of range")
+        return number
+    if _INF_NAN.fullmatch(value):
+        raise _Fail(line, f"{value} is not allowed: numbers must be finite")
+    return value
+
+
+def _scalar(event: Any, line: int) -> Any:
+    tag = _tag_name(event.tag)
+    value: str = event.value
+    if tag in (None, "!"):
+        plain = event.implicit[0] and event.style is None and tag is None
+        return _resolve_plain(value, line) if plain else value
+    if tag not in _CORE_TAGS:
+        raise _Fail(line, f"tag {tag} is not allowed: only plain YAML values are accepted")
+    kind = tag[len(_TAG):]
+    if kind == "str":
+        return value
+    resolved = _resolve_plain(value, line)
+    expected = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}.get(kind)
+    if expected is None:
+        raise _Fail(line, f"tag !!{kind} cannot be used on a scalar")
+    if isinstance(resolved, bool) and kind != "bool":
+        resolved = value
+    if not isinstance(resolved, expected):
+        raise _Fail(line, f"{value!r} is not a valid !!{kind}")
+    return float(resolved) if kind == "float" else resolved
+
+
+def _decode(data: bytes, file: str) -> str:
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidConfig(
+            [Problem(file, None, "", f"file is {len(data)} bytes, over the cap of {MAX_FILE_BYTES}")],
+            hint="split the content or shorten it",
+        )
+    if b"\0" in data:
+        raise InvalidConfig([Problem(file, None, "", "binary file: not YAML text")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InvalidConfig(
+            [Problem(file, line, "", f"not UTF-8 text (bad byte at offset {exc.start})")],
+            hint="save the file as UTF-8",
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def parse_yaml(data: bytes, file: str) -> Document:
+    """Parse *data* (the bytes of *file*) into a Document, or raise InvalidConfig."""
+    text = _decode(data, file)
+    if not text.strip() or all(
+        not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()
+    ):
+        raise InvalidConfig([Problem(file, None, "", "file is empty")],
+                            hint="remove the file or give it content")
+    doc = Document(file, None)
+    try:
+        doc.data = _build(text, doc.lines)
+    except _Fail as fail:
+        raise InvalidConfig([Problem(file, fail.line, "", fail.message)]) from None
+    except Exception as exc:  # the parser's own errors carry a mark
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or getattr(exc, "name", None) or str(exc)
+        raise InvalidConfig(
+            [Problem(file, line, "", f"invalid YAML: {problem}".strip())],
+            hint="check indentation and quoting near that line",
+        ) from None
+    return doc
+
+
+def _build(text: str, lines: dict[Pos, int]) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.events import (
+        AliasEvent,
+        DocumentStartEvent,
+        MappingEndEvent,
+        MappingStartEvent,
+        ScalarEvent,
+        SequenceEndEvent,
+        SequenceStartEvent,
+    )
+
+    # Each frame: [container, position, pending key or _NO_KEY]
+    stack: list[list[Any]] = []
+    root: Any = None
+    documents = 0
+    no_key = object()
+
+    def attach(value: Any, line: int) -> None:
+        nonlocal root
+        if not stack:
+            root = value
+            lines[()] = line
+            return
+        frame = stack[-1]
+        container, pos = frame[0], frame[1]
+        if isinstance(container, list):
+            lines[(*pos, len(container))] = line
+            container.append(value)
+        elif frame[2] is no_key:
+            if not isinstance(value, str):
+                raise _Fail(line, f"key {value!r} must be a string (quote it)")
+            if value in container:
+                raise _Fail(
+                    line,
+                    f"duplicate key {value!r} (first at line {lines[(*pos, value)]})",
+                )
+            frame[2] = value
+            lines[(*pos, value)] = line
+        else:
+            container[frame[2]] = value
+            frame[2] = no_key
+
+    def child_pos() -> Pos:
+        if not stack:
+            return ()
+        frame = stack[-1]
+        if isinstance(frame[0], list):
+            return (*frame[1], len(frame[0]))
+        if frame[2] is no_key:
+            raise _Fail(None, "a mapping or list cannot be a key")
+        return (*frame[1], frame[2])
+
+    for event in YAML(typ="rt").parse(text):
+        line = (event.start_mark.line + 1) if event.start_mark is not None else 1
+        if isinstance(event, DocumentStartEvent):
+            documents += 1
+            if documents > 1:
+                raise _Fail(line, "more than one YAML document in the file")
+            continue
+        if isinstance(event, AliasEvent):
+            raise _Fail(line, f"alias *{event.anchor} is not allowed: write the value out")
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise _Fail(line, f"anchor &{anchor} is not allowed: write values out in full")
+        if isinstance(event, ScalarEvent):
+            attach(_scalar(event, line), line)
+        elif isinstance(event, (MappingStartEvent, SequenceStartEvent)):
+            is_map = isinstance(event, MappingStartEvent)
+            tag = _tag_name(event.tag)
+            if tag not in (None, "!", _TAG + ("map" if is_map else "seq")):
+                raise _Fail(line, f"tag {tag} is not allowed: only plain YAML values are accepted")
+            if len(stack) >= MAX_DEPTH:
+                raise _Fail(line, f"nesting is deeper than {MAX_DEPTH} levels")
+            pos = child_pos()
+            stack.append([{} if is_map else [], pos, no_key, line])
+        elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
+            frame = stack.pop()
+            attach(frame[0], frame[3])
+    return root
