@@ -27,10 +27,12 @@ class AgentstageError(Exception):
 
     exit_code = 70
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None,
+                 payload: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.payload = payload  # what `--format json` prints on stdout for this outcome
 
 
 class UsageError(AgentstageError):

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The project's two jobs, each setting itself up first (a virtualenv in .venv):
+#   ./dev.sh demo   run agentstage's whole story on a throwaway copy of sample-repo/
+#   ./dev.sh test   lint (ruff), type-check (mypy --strict) and run the test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+
+setup() {
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+  fi
+  if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+    touch .venv/.installed
+  fi
+}
+
+case "${1:-}" in
+  demo)
+    setup
+    PATH="$PWD/.venv/bin:$PATH" bash sample-repo/demo.sh "${@:2}"
+    ;;
+  test)
+    setup
+    .venv/bin/ruff check src tests bench
+    .venv/bin/mypy
+    .venv/bin/python -m pytest "${@:2}"
+    ;;
+  *)
+    echo "usage: ./dev.sh demo | test [pytest args]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,530 @@
+"""The command line: arguments in, values out. Errors become exit codes in `main` only."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from agentstage import __version__
+from agentstage.errors import AgentstageError, UsageError
+
+if TYPE_CHECKING:
+    from agentstage.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES = """\b
+Exit codes:
+  0 done                 4 invalid configuration
+  1 diff --exit-code     5 conflict (a ref moved, not a fast-forward, revert conflict)
+    found differences    6 not found (agent, tag, ref, repository)
+  2 usage error          7 refused by policy
+  3 nothing to publish  70 internal error (please report it)"""
+
+
+class Context:
+    def __init__(self, repo: str | None, author: str | None) -> None:
+        self.repo = repo
+        self.author = author
+        self._store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            from agentstage.store import Store
+
+            self._store = Store.open(self.repo)
+        return self._store
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def use_color() -> bool:
+    return "NO_COLOR" not in os.environ and sys.stdout.isatty()
+
+
+def format_option(*choices: str) -> Callable[[F], F]:
+    return click.option("--format", "fmt", type=click.Choice(list(choices)), default="text",
+                        show_default=True, help="Output for people (text) or programs (json).")
+
+
+def emit(fmt: str, value: Any, text: Callable[[], str]) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(value, indent=2, sort_keys=False))
+    else:
+        out = text()
+        if out:
+            click.echo(out.rstrip("\n"))
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""\b
+Examples:
+  agentstage init my-agents && cd my-agents
+  agentstage new support-bot --name "Support Bot"
+  agentstage set support-bot model.temperature=0.4 -m "Warmer replies"
+  agentstage diff support-bot
+  agentstage publish support-bot -m "Warmer replies for tier-1"
+  agentstage history --author alice --since 2026-11-01
+  agentstage revert support-bot v3 --preview
+
+""" + EXIT_CODES,
+)
+@click.version_option(__version__, "--version", prog_name="agentstage")
+@click.option("-C", "--repo", metavar="PATH", help="Repository to use (default: the one around "
+              "the current directory). Bare repositories work too.")
+@click.option("--author", metavar='"NAME <EMAIL>"',
+              help="Who makes the change (default: $AGENTSTAGE_AUTHOR, else git's user.name "
+                   "and user.email).")
+@click.pass_context
+def cli(ctx: click.Context, repo: str | None, author: str | None) -> None:
+    """Staging and Production for AI agent configurations, with git as the only store.
+
+    Each agent is a directory agents/<id>/ of YAML files. Edits land on the
+    `staging` branch; `publish` fast-forwards `production/<id>` and records who,
+    when, why and what changed in an annotated tag `<id>/vN`.
+    """
+    ctx.obj = Context(repo, author)
+
+
+# -- repository and agents ---------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--bare", is_flag=True, help="Make a bare repository (for a git server).")
+@format_option("text", "json")
+@pass_ctx
+def init(obj: Context, path: Path | None, bare: bool, fmt: str) -> None:
+    """Make a repository, or adopt an existing one: a `staging` branch with `agents/`.
+
+    \b
+    Examples:
+      agentstage init my-agents
+      agentstage init --bare /srv/git/agents.git
+      cd existing-repo && agentstage init
+    """
+    from agentstage.editing import init_repo
+
+    target = path or Path(obj.repo or ".")
+    result = init_repo(target, bare=bare, author=obj.author)
+    emit(fmt, result, lambda: f"{result['path']}: " + "; ".join(result["actions"]))
+
+
+@cli.command()
+@click.argument("agent")
+@click.option("--name", required=True, help="Display name of the agent.")
+@click.option("--model", "model", default="gpt-4o", show_default=True, help="Model name.")
+@click.option("--provider", default="openai", show_default=True, help="Model provider.")
+@click.option("-m", "--message", help="Commit message.")
+@format_option("text", "json")
+@pass_ctx
+def new(obj: Context, agent: str, name: str, model: str, provider: str, message: str | None,
+        fmt: str) -> None:
+    """Add an agent on staging (one commit) with a starter agent.yaml and instructions.yaml.
+
+    \b
+    Example:
+      agentstage new support-bot --name "Support Bot" --model gpt-4o
+    """
+    from agentstage.editing import new_agent
+
+    result = new_agent(obj.store, agent, name, model, provider, message, obj.author)
+    emit(fmt, result, lambda: f"created {agent} on staging ({result['commit'][:12]})")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--ref", metavar="REF", help="Validate the agents at a git ref (branch, tag, "
+              "commit) instead of files on disk; PATHS then name agent ids.")
+@format_option("text", "json")
+@pass_ctx
+def validate(obj: Context, paths: tuple[Path, ...], ref: str | None, fmt: str) -> None:
+    """Check agent directories on disk, or at a ref. Reports every problem at once.
+
+    With no PATH, checks every agent of the repository around the current
+    directory. A PATH may be an agent directory, an agents/ directory, or a
+    repository root.
+
+    \b
+    Examples:
+      agentstage validate
+      agentstage validate agents/support-bot
+      agentstage validate --ref staging
+      agentstage -C server.git validate --ref production/support-bot support-bot
+    """
+    from agentstage.validation import validate_disk, validate_ref
+
+    if ref is not None:
+        results = validate_ref(obj.store, ref, [str(p) for p in paths])
+    else:
+        results = validate_disk(list(paths), obj.repo)
+    from agentstage.validation import raise_if_invalid, render_results
+
+    emit(fmt, {"valid": all(r["valid"] for r in results), "agents": results},
+         lambda: render_results(results))
+    raise_if_invalid(results)
+
+
+@cli.command()
+@click.argument("file", required=False)
+@click.option("--write", "out_dir", type=click.Path(path_type=Path), metavar="DIR",
+              help="Write one <file>.schema.json per agent file into DIR.")
+def schema(file: str | None, out_dir: Path | None) -> None:
+    """Print the JSON Schema of the agent files, for editors' YAML language servers.
+
+    With FILE (agent.yaml, instructions.yaml, knowledge.yaml, tools.yaml,
+    guardrails.yaml) prints that file's schema; without, an object of all five.
+
+    \b
+    Examples:
+      agentstage schema agent.yaml > agent.schema.json
+      agentstage schema --write .schemas
+    """
+    from agentstage.model import AGENT_FILES, json_schema
+
+    schemas = json_schema()
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, value in schemas.items():
+            target = out_dir / (name.removesuffix(".yaml") + ".schema.json")
+            target.write_text(json.dumps(value, indent=2) + "\n")
+            click.echo(str(target))
+        return
+    if file is not None:
+        if file not in schemas:
+            raise UsageError(f"no agent file {file!r}", hint=f"choose one of {', '.join(AGENT_FILES)}")
+        click.echo(json.dumps(schemas[file], indent=2))
+    else:
+        click.echo(json.dumps(schemas, indent=2))
+
+
+@cli.command(name="agents")
+@format_option("text", "json")
+@pass_ctx
+def agents_cmd(obj: Context, fmt: str) -> None:
+    """List agents: production version, and whether staging differs from it.
+
+    \b
+    Example:
+      agentstage agents
+    """
+    from agentstage.agents import agents_table
+    from agentstage.render import agents_text
+
+    rows = agents_table(obj.store)
+    emit(fmt, rows, lambda: agents_text(rows, use_color()))
+
+
+@cli.command()
+@click.argument("agent")
+@click.option("--env", default=None, metavar="staging|production|vN",
+              help="Which configuration: staging, production, or a publish (vN). Default: the "
+                   "work tree of a checkout, else staging.")
+@format_option("text", "json")
+@pass_ctx
+def show(obj: Context, agent: str, env: str | None, fmt: str) -> None:
+    """Show the whole configuration of one agent in one environment or publish.
+
+    \b
+    Examples:
+      agentstage show support-bot
+      agentstage show support-bot --env production --format json
+      agentstage show support-bot --env v2
+    """
+    from agentstage.agents import show_config
+    from agentstage.ids import check_agent_id
+
+    check_agent_id(agent)
+    if env is None and obj.store.workdir is not None:
+        from agentstage.config import agent_dir, load_agent, read_agent_dir
+
+        directory = obj.store.workdir / agent_dir(agent)
+        if not directory.is_dir():
+            from agentstage.errors import NotFound
+
+            raise NotFound(f"no agent directory {directory}",
+                           hint="list agents with 'agentstage agents'")
+        config = load_agent(agent, read_agent_dir(directory)).as_dict()
+    else:
+        config = show_config(obj.store, agent, env or "staging")
+    emit(fmt, config, lambda: _yaml_dump(config))
+
+
+def _yaml_dump(value: Any) -> str:
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    out = io.StringIO()
+    yaml.dump(value, out)
+    return out.getvalue()
+
+
+# -- edits -------------------------------------------------------------------------------
+
+
+@cli.command(name="set")
+@click.argument("agent")
+@click.argument("assignments", nargs=-1, required=True, metavar="PATH=VALUE...")
+@click.option("-m", "--message", help="Commit message (default: names the fields).")
+@format_option("text", "json")
+@pass_ctx
+def set_cmd(obj: Context, agent: str, assignments: tuple[str, ...], message: str | None,
+            fmt: str) -> None:
+    """Edit fields on staging without a checkout: one commit, comments and layout kept.
+
+    VALUE is YAML 1.2: 0.3 is a number, '0.3' a string, [a, b] a list, false a
+    boolean; @FILE reads text from a file. Paths name list entries by id.
+
+    \b
+    Examples:
+      agentstage set support-bot model.temperature=0.4 -m "Warmer"
+      agentstage set support-bot 'tools[web-search].enabled=false'
+      agentstage set support-bot 'instructions[persona].text=@persona.txt'
+      agentstage set support-bot 'guardrails[toxicity]={enabled: true, config: {threshold: 0.8}}'
+    """
+    from agentstage.edit import parse_assignment
+    from agentstage.editing import set_fields
+
+    edits = [parse_assignment(a) for a in assignments]
+    result = set_fields(obj.store, agent, edits, message, obj.author)
+    emit(fmt, result, lambda: _edit_text(result))
+
+
+@cli.command()
+@click.argument("agent")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("-m", "--message", help="Commit message (default: names the fields).")
+@format_option("text", "json")
+@pass_ctx
+def unset(obj: Context, agent: str, paths: tuple[str, ...], message: str | None,
+          fmt: str) -> None:
+    """Remove fields or list entries on staging without a checkout: one commit.
+
+    \b
+    Examples:
+      agentstage unset support-bot model.max_tokens
+      agentstage unset support-bot 'tools[web-search]'
+    """
+    from agentstage.edit import Edit
+    from agentstage.editing import set_fields
+    from agentstage.fieldpath import parse_path
+
+    edits = [Edit(parse_path(p), remove=True) for p in paths]
+    result = set_fields(obj.store, agent, edits, message, obj.author)
+    emit(fmt, result, lambda: _edit_text(result))
+
+
+def _edit_text(result: dict[str, Any]) -> str:
+    if not result["commit"]:
+        return f"{result['agent']}: no change (staging already has these values)"
+    n = len(result["changes"])
+    return f"{result['agent']}: staged {n} field change{'s' if n != 1 else ''} " \
+           f"({result['commit'][:12]})"
+
+
+# -- diff, publish, history --------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("agents", nargs=-1)
+@click.option("--exit-code", is_flag=True, help="Exit 1 when there are differences, like git.")
+@click.option("--base", metavar="REV", help="Compare two revisions instead (with --head): every "
+              "agent that differs between them, e.g. for a pull request.")
+@click.option("--head", metavar="REV", help="The new side with --base (default: staging).")
+@format_option("text", "json", "markdown")
+@pass_ctx
+def diff(obj: Context, agents: tuple[str, ...], exit_code: bool, base: str | None,
+         head: str | None, fmt: str) -> None:
+    """Staging against production: only the fields that differ, production beside staging.
+
+    With no AGENT, every agent whose staging differs from production.
+
+    \b
+    Examples:
+      agentstage diff support-bot
+      agentstage diff support-bot --format json
+      agentstage diff --base origin/staging --head HEAD --format markdown
+    """
+    from agentstage import render
+    from agentstage.publishing import diff_agent, diff_revs
+
+    store = obj.store
+    if base is not None or head is not None:
+        if base is None:
+            raise UsageError("--head needs --base", hint="e.g. --base staging --head HEAD")
+        results = diff_revs(store, base, head or "staging")
+        if agents:
+            results = [r for r in results if r["agent"] in agents]
+    elif agents:
+        results = [diff_agent(store, a) for a in agents]
+    else:
+        from agentstage.agents import agents_table
+
+        results = [diff_agent(store, row["agent"]) for row in agents_table(store)
+                   if row["staging_differs"]]
+    color = use_color()
+    if fmt == "json":
+        click.echo(json.dumps(results[0] if len(agents) == 1 else results, indent=2))
+    elif fmt == "markdown":
+        click.echo(render.diffs_markdown(results))
+    else:
+        text = "\n".join(render.diff_text(r, color) for r in results)
+        click.echo(text.rstrip("\n") if results else "no agent differs between staging and "
+                   "production")
+    if exit_code and any(r["has_changes"] for r in results):
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.argument("agent")
+@click.option("-m", "--message", "reason", required=True, help="Why this goes live (recorded).")
+@click.option("--dry-run", is_flag=True, help="Show what would be published; change nothing.")
+@format_option("text", "json")
+@pass_ctx
+def publish(obj: Context, agent: str, reason: str, dry_run: bool, fmt: str) -> None:
+    """Make staging live for one agent.
+
+    production/AGENT fast-forwards to staging and an annotated tag AGENT/vN
+    records who, when, why and what changed. Refused when staging is identical
+    to production (exit 3), invalid (4), or production is not an ancestor of
+    staging (5).
+
+    \b
+    Examples:
+      agentstage publish support-bot -m "Warmer replies for tier-1"
+      agentstage publish support-bot -m "check" --dry-run
+    """
+    from agentstage import publishing, render
+
+    result = publishing.publish(obj.store, agent, reason, obj.author, dry_run)
+    emit(fmt, result, lambda: render.publish_text(result, use_color()))
+
+
+@cli.command()
+@click.argument("agent", required=False)
+@click.option("--author", "who", metavar="TEXT", help="Only publishes by this person (part of "
+              "the name or email, any case).")
+@click.option("--since", metavar="DATE", help="Only publishes at or after DATE (ISO date or "
+              "datetime).")
+@click.option("--until", metavar="DATE", help="Only publishes at or before DATE (a date "
+              "includes the whole day).")
+@click.option("--limit", type=click.IntRange(min=0), metavar="N", help="At most N entries.")
+@format_option("text", "json")
+@pass_ctx
+def history(obj: Context, agent: str | None, who: str | None, since: str | None,
+            until: str | None, limit: int | None, fmt: str) -> None:
+    """Publish history, newest first: who published, when, why, and what changed.
+
+    \b
+    Examples:
+      agentstage history support-bot
+      agentstage history --author alice --since 2026-11-01 --until 2026-11-30
+      agentstage history support-bot --limit 5 --format json
+    """
+    from agentstage import publishing, render
+
+    entries = publishing.history(obj.store, agent, who, since, until, limit)
+    emit(fmt, entries, lambda: render.history_text(entries, use_color()))
+
+
+def _rollback_command(name: str) -> Callable[..., None]:
+    verb = {"revert": "Undo on staging the changes that publish TAG introduced.",
+            "restore": "Set staging's agent back to the snapshot publish TAG made."}[name]
+
+    @click.argument("agent")
+    @click.argument("tag")
+    @click.option("--preview", is_flag=True, help="Show what changes in staging and, after the "
+                  "next publish, in production; write nothing.")
+    @click.option("-m", "--message", help="Why (added to the commit message).")
+    @format_option("text", "json", "markdown")
+    @pass_ctx
+    def command(obj: Context, agent: str, tag: str, preview: bool, message: str | None,
+                fmt: str) -> None:
+        from agentstage import render, rollback
+
+        result = getattr(rollback, name)(obj.store, agent, tag, preview, message, obj.author)
+        if preview:
+            if fmt == "markdown":
+                click.echo(render.preview_markdown(result))
+                return
+            emit(fmt, result, lambda: render.preview_text(result, use_color()))
+        else:
+            emit(fmt, result, lambda: f"{agent}: {name}d {result['tag']} on staging "
+                 f"({result['commit'][:12]}); production is unchanged until you publish")
+
+    command.__doc__ = f"""{verb}
+
+    Production never moves: publish afterwards to make it live. TAG is vN or
+    AGENT/vN. {'A field edited since that publish is a conflict (exit 5).'
+               if name == 'revert' else 'Other agents are untouched.'}
+
+    \b
+    Examples:
+      agentstage {name} support-bot v3 --preview
+      agentstage {name} support-bot v3 -m "v3 broke refunds"
+    """
+    return cli.command(name=name)(command)  # type: ignore[no-any-return]
+
+
+_rollback_command("revert")
+_rollback_command("restore")
+
+
+# -- entry point -------------------------------------------------------------------------
+
+
+def _wants_json(args: Sequence[str]) -> bool:
+    pairs = zip(args, [*args[1:], ""])
+    return "--format=json" in args or any(a == "--format" and b == "json" for a, b in pairs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=args, prog_name="agentstage", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        message = exc.format_message()
+        click.echo(f"error: {message}", err=True)
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            click.echo(f"hint: see '{ctx.command_path} --help'", err=True)
+        return 2
+    except AgentstageError as exc:
+        if exc.payload is not None and _wants_json(args):
+            click.echo(json.dumps(exc.payload, indent=2))
+        lines = exc.message.splitlines() or [""]
+        click.echo(f"error: {lines[0]}", err=True)
+        for line in lines[1:]:
+            click.echo(line, err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        return 130
+    except Exception as exc:
+        if os.environ.get("AGENTSTAGE_DEBUG") == "1":
+            raise
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo("hint: this is a bug in agentstage; please report it with the command you "
+                   "ran (AGENTSTAGE_DEBUG=1 shows the traceback)", err=True)
+        return 70
+    return 0

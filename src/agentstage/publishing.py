@@ -1,0 +1,204 @@
+"""Diff, publish and history: staging against production, and the publish record."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time
+from typing import Any
+
+from agentstage.agents import AgentState, agent_state, load_at, resolve_identity
+from agentstage.errors import Conflict, InvalidConfig, NothingToPublish, NotFound, Problem, UsageError
+from agentstage.ids import check_agent_id, is_agent_id
+from agentstage.semdiff import diff_configs
+from agentstage.store import TAG_PREFIX, Store, TagInfo, production_ref, tag_ref
+
+RECORD_MARKER = "agentstage-publish-record: 1"
+REVERT_TRAILER = "Agentstage-Revert: "
+RESTORE_TRAILER = "Agentstage-Restore: "
+
+
+def diff_state(store: Store, state: AgentState) -> dict[str, Any]:
+    """The diff shape of DESIGN.md: staging against production, field by field."""
+    agent = state.agent
+    old = load_at(store, state.production, agent, "production")
+    new = load_at(store, state.staging, agent, "staging")
+    changes = diff_configs(old.as_dict() if old else None, new.as_dict() if new else None)
+    return {
+        "agent": agent,
+        "has_changes": store.agent_tree(state.production, agent)
+        != store.agent_tree(state.staging, agent),
+        "production": {"commit": state.production, "version": state.version or None},
+        "staging": {"commit": state.staging},
+        "changes": [c.as_json() for c in changes],
+    }
+
+
+def diff_agent(store: Store, agent: str) -> dict[str, Any]:
+    return diff_state(store, agent_state(store, agent))
+
+
+def diff_revs(store: Store, base: str, head: str) -> list[dict[str, Any]]:
+    """Every agent that differs between two commits, as diff shapes (for pull requests)."""
+    old, new = store.resolve_commit(base), store.resolve_commit(head)
+    out = []
+    for agent in store.changed_agents(old, new):
+        a, b = load_at(store, old, agent, base), load_at(store, new, agent, head)
+        changes = diff_configs(a.as_dict() if a else None, b.as_dict() if b else None)
+        out.append({
+            "agent": agent, "has_changes": True,
+            "production": {"commit": old, "version": None}, "staging": {"commit": new},
+            "changes": [c.as_json() for c in changes],
+        })
+    return out
+
+
+def _marks(store: Store, agent: str, staging: str, production: str | None) -> dict[str, list[str]]:
+    """Reverts and restores of this agent in the staging history being published."""
+    found: dict[str, list[str]] = {"reverts": [], "restores": []}
+    if production is None:
+        return found
+    for _oid, message in store.walk(staging, production):
+        for line in message.splitlines():
+            for trailer, key in ((REVERT_TRAILER, "reverts"), (RESTORE_TRAILER, "restores")):
+                if line.startswith(trailer):
+                    tag = line[len(trailer):].strip()
+                    if tag.startswith(agent + "/") and tag not in found[key]:
+                        found[key].append(tag)
+    return found
+
+
+def publish(store: Store, agent: str, reason: str, author: str | None = None,
+            dry_run: bool = False) -> dict[str, Any]:
+    """Make staging live for *agent*: production fast-forwards, a tag records it."""
+    check_agent_id(agent)
+    if not reason.strip():
+        raise UsageError("a publish needs a reason", hint="pass -m 'why this goes live'")
+    state = agent_state(store, agent)
+    if store.agent_tree(state.staging, agent) is None:
+        raise NotFound(f"no agent {agent!r} on staging", hint="nothing to publish from staging")
+    diff = diff_state(store, state)  # loads both sides: an invalid staging stops here (exit 4)
+    if not diff["has_changes"]:
+        raise NothingToPublish(
+            f"{agent}: staging is identical to production (v{state.version}), nothing to publish",
+            hint=f"change it first, e.g. agentstage set {agent} PATH=VALUE -m 'why'",
+            payload={"agent": agent, "published": False, "has_changes": False},
+        )
+    if state.production is not None and not store.is_ancestor(state.production, state.staging):
+        raise Conflict(
+            f"{production_ref(agent)} is not an ancestor of staging: publishing would not be "
+            "a fast-forward",
+            hint="merge production into staging (git merge production/" + agent +
+                 " on staging), then publish again",
+        )
+    who = resolve_identity(store, author)
+    version = state.version + 1
+    tag = f"{agent}/v{version}"
+    previous = f"{agent}/v{state.version}" if state.version else None
+    marks = _marks(store, agent, state.staging, state.production)
+    result: dict[str, Any] = {
+        "agent": agent, "published": not dry_run, "version": version, "tag": tag,
+        "commit": state.staging, "previous": previous, "changes": diff["changes"],
+        **marks,
+    }
+    if dry_run:
+        result["dry_run"] = True
+        return result
+    record = {
+        "agent": agent, "version": version, "previous": previous,
+        "staging_commit": state.staging, "production_before": state.production,
+        **marks,
+        "changes": diff["changes"],
+    }
+    message = f"{reason.strip()}\n\n{RECORD_MARKER}\n{json.dumps(record, sort_keys=True)}\n"
+    tag_oid = store.write_tag(tag, state.staging, who, message)
+    store.update_refs(
+        {tag_ref(agent, version): (None, tag_oid),
+         production_ref(agent): (state.production, state.staging)},
+        f"agentstage publish {tag}", who,
+    )
+    return result
+
+
+def parse_record(info: TagInfo) -> dict[str, Any]:
+    """A publish tag as a history entry (DESIGN.md section 4)."""
+    reason, marker, block = info.message.rpartition(f"\n\n{RECORD_MARKER}\n")
+    if not marker:
+        raise InvalidConfig([Problem(TAG_PREFIX + info.name, None, "",
+                                     "tag has no agentstage publish record")],
+                            hint="publish tags are written by 'agentstage publish' only")
+    try:
+        record = json.loads(block)
+    except ValueError:
+        raise InvalidConfig([Problem(TAG_PREFIX + info.name, None, "",
+                                     "publish record is not valid JSON")]) from None
+    return {
+        "agent": record.get("agent"),
+        "version": record.get("version"),
+        "tag": info.name,
+        "commit": info.target,
+        "published_by": {"name": info.tagger.name, "email": info.tagger.email},
+        "published_at": info.time.isoformat(),
+        "reason": reason.strip(),
+        "previous": record.get("previous"),
+        "changes": record.get("changes", []),
+        "reverts": record.get("reverts", []),
+        "restores": record.get("restores", []),
+        "staging_commit": record.get("staging_commit"),
+    }
+
+
+def parse_when(text: str, end_of_day: bool = False) -> datetime:
+    """ISO date or datetime -> aware datetime (local time when no offset is given)."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            when = datetime.combine(day, time.max if end_of_day else time.min)
+        else:
+            when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"invalid date {text!r}",
+                         hint="use an ISO date or datetime, e.g. 2026-11-23 or 2026-11-23T10:15") \
+            from None
+    return when if when.tzinfo else when.astimezone()
+
+
+def history(store: Store, agent: str | None = None, author: str | None = None,
+            since: str | None = None, until: str | None = None,
+            limit: int | None = None) -> list[dict[str, Any]]:
+    """Publishes, newest first, filtered by who (name or email) and when."""
+    low = parse_when(since) if since else None
+    high = parse_when(until, end_of_day=True) if until else None
+    if limit is not None and limit < 0:
+        raise UsageError("--limit must be 0 or more")
+    needle = author.casefold() if author else None
+
+    def keep(info: TagInfo) -> bool:
+        if needle and needle not in info.tagger.name.casefold() \
+                and needle not in info.tagger.email.casefold():
+            return False
+        if low and info.time < low:
+            return False
+        return not (high and info.time > high)
+
+    if agent is not None:
+        state = agent_state(store, agent)
+        infos = (store.tag(f"{agent}/v{n}") for n in range(state.version, 0, -1))
+    else:
+        names = []
+        for ref in store.refs(TAG_PREFIX):
+            name = ref[len(TAG_PREFIX):]
+            owner, _, v = name.partition("/")
+            if is_agent_id(owner) and v.startswith("v") and v[1:].isdigit():
+                names.append(name)
+        found = [store.tag(n) for n in names]
+        infos = iter(sorted((i for i in found if i is not None), key=lambda i: i.time,
+                            reverse=True))
+    out: list[dict[str, Any]] = []
+    for info in infos:
+        if limit is not None and len(out) >= limit:
+            break
+        if info is None or not keep(info):
+            continue
+        out.append(parse_record(info))
+    return out
+

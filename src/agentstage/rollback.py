@@ -1,0 +1,181 @@
+"""Revert and restore any past publish, on staging only, with a preview first.
+
+Revert undoes the field changes one publish introduced (its tag against the
+previous tag) by a three-way merge over fields: a field whose staging value is
+still what that publish set goes back; one already back is left alone; one edited
+since is a conflict. Restore sets the agent's directory back to the snapshot.
+Neither touches production: that waits for the next publish.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agentstage.agents import AgentState, agent_state, load_at, parse_tag
+from agentstage.config import agent_dir, load_agent
+from agentstage.edit import Edit, apply_edits
+from agentstage.editing import commit_agent_files
+from agentstage.errors import Conflict, NothingToPublish, NotFound
+from agentstage.fieldpath import parse_path
+from agentstage.model import AgentConfig
+from agentstage.publishing import RESTORE_TRAILER, REVERT_TRAILER, parse_record
+from agentstage.semdiff import MISSING, Change, diff_configs, value_at
+from agentstage.store import Store, TagInfo
+
+
+def _canon(value: Any) -> str:
+    """Equality that ignores order in lists, as the diff does."""
+    def norm(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return sorted((norm(x) for x in v), key=lambda x: json.dumps(x, sort_keys=True))
+        return v
+    return json.dumps(norm(value), sort_keys=True)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return _canon(a) == _canon(b)
+
+
+def _tag_info(store: Store, agent: str, text: str) -> tuple[TagInfo, int]:
+    tag, version = parse_tag(agent, text)
+    info = store.tag(tag)
+    if info is None:
+        raise NotFound(f"no publish {tag}", hint=f"see the publishes with 'agentstage history {agent}'")
+    return info, version
+
+
+def _config_dict(config: AgentConfig | None) -> dict[str, Any] | None:
+    return config.as_dict() if config is not None else None
+
+
+def plan_revert(store: Store, state: AgentState, info: TagInfo, version: int
+                ) -> tuple[dict[str, bytes] | None, list[dict[str, str]], bool]:
+    """(new staging files or None to remove the agent, conflicts, anything to do)."""
+    agent = state.agent
+    before = load_at(store, store.tag(f"{agent}/v{version - 1}").target
+                     if version > 1 and store.tag(f"{agent}/v{version - 1}") else None, agent)
+    after = load_at(store, info.target, agent)
+    files = store.agent_files(state.staging, agent)
+    current = load_agent(agent, files) if files is not None else None
+    cur = _config_dict(current)
+    introduced = diff_configs(_config_dict(before), _config_dict(after))
+    if before is None:  # the first publish created the agent: undoing it removes the agent
+        if cur is None:
+            return None, [], False
+        conflicts = [{"path": c.path} for c in diff_configs(_config_dict(after), cur)]
+        return None, conflicts, True
+    edits: list[Edit] = []
+    conflicts: list[dict[str, str]] = []
+    for change in introduced:
+        edit, clash = _undo(change, cur)
+        if clash:
+            conflicts.append({"path": change.path})
+        elif edit is not None:
+            edits.append(edit)
+    if cur is None:
+        conflicts = [{"path": "(the agent was removed from staging)"}]
+        return None, conflicts, True
+    assert files is not None
+    if conflicts or not edits:
+        return files, conflicts, bool(edits)
+    return apply_edits(files, edits), [], True
+
+
+def _undo(change: Change, current: dict[str, Any] | None) -> tuple[Edit | None, bool]:
+    """The edit that undoes *change* on *current*: (edit or None when already undone, clash)."""
+    now = value_at(current, change.path) if current is not None else MISSING
+    path = parse_path(change.path)
+    if change.change == "added":
+        if now is MISSING:
+            return None, False
+        return (Edit(path, remove=True), False) if _same(now, change.staging) else (None, True)
+    if change.change == "removed":
+        if now is MISSING:
+            return Edit(path, change.production), False
+        return (None, False) if _same(now, change.production) else (None, True)
+    if _same(now, change.production):
+        return None, False
+    if now is not MISSING and _same(now, change.staging):
+        return Edit(path, change.production), False
+    return None, True
+
+
+def _preview(store: Store, state: AgentState, tag: str, action: str,
+             after: dict[str, bytes] | None, conflicts: list[dict[str, str]]) -> dict[str, Any]:
+    agent = state.agent
+    now = _config_dict(load_at(store, state.staging, agent))
+    production = _config_dict(load_at(store, state.production, agent))
+    then = _config_dict(load_agent(agent, after)) if after is not None else None
+    staging_tree = store.agent_tree(state.staging, agent)
+
+    def shape(old: dict[str, Any] | None, old_commit: dict[str, Any], new_differs: bool
+              ) -> dict[str, Any]:
+        changes = [] if conflicts else diff_configs(old, then)
+        return {"agent": agent, "has_changes": bool(changes) or (new_differs and not conflicts),
+                **old_commit, "changes": [c.as_json() for c in changes]}
+
+    same_as_staging = after == store.agent_files(state.staging, agent)
+    staging_diff = shape(now, {"production": {"commit": state.staging, "version": None},
+                               "staging": {"commit": None}}, not same_as_staging)
+    production_diff = shape(production,
+                            {"production": {"commit": state.production,
+                                            "version": state.version or None},
+                             "staging": {"commit": None}},
+                            staging_tree != store.agent_tree(state.production, agent)
+                            or not same_as_staging)
+    return {"agent": agent, "tag": tag, "action": action, "staging": staging_diff,
+            "production": production_diff, "conflicts": conflicts}
+
+
+def revert(store: Store, agent: str, tag_text: str, preview: bool = False,
+           message: str | None = None, author: str | None = None) -> dict[str, Any]:
+    state = agent_state(store, agent)
+    info, version = _tag_info(store, agent, tag_text)
+    new_files, conflicts, todo = plan_revert(store, state, info, version)
+    if preview:
+        return _preview(store, state, info.name, "revert", new_files, conflicts)
+    if conflicts:
+        raise Conflict(
+            f"cannot revert {info.name}: staging has changed these fields since: "
+            + ", ".join(c["path"] for c in conflicts),
+            hint=f"edit them by hand, or use 'agentstage restore {agent} {info.name}' to "
+                 "return to a snapshot",
+            payload={"agent": agent, "tag": info.name, "reverted": False, "conflicts": conflicts},
+        )
+    if not todo:
+        raise NothingToPublish(
+            f"the changes of {info.name} are already undone on staging",
+            payload={"agent": agent, "tag": info.name, "reverted": False, "has_changes": False},
+        )
+    reason = parse_record(info)["reason"]
+    text = f"Revert {info.name}: {reason}".splitlines()[0]
+    if message:
+        text += f"\n\n{message.strip()}"
+    text += f"\n\n{REVERT_TRAILER}{info.name}\n"
+    old_files = store.agent_files(state.staging, agent)
+    result = commit_agent_files(store, agent, old_files, new_files, text, author, state.staging)
+    return {**result, "tag": info.name, "reverted": True}
+
+
+def restore(store: Store, agent: str, tag_text: str, preview: bool = False,
+            message: str | None = None, author: str | None = None) -> dict[str, Any]:
+    state = agent_state(store, agent)
+    info, _version = _tag_info(store, agent, tag_text)
+    snapshot = store.agent_files(info.target, agent)
+    if preview:
+        return _preview(store, state, info.name, "restore", snapshot, [])
+    if store.agent_tree(info.target, agent) == store.agent_tree(state.staging, agent):
+        raise NothingToPublish(
+            f"staging's {agent_dir(agent)} is already the snapshot of {info.name}",
+            payload={"agent": agent, "tag": info.name, "restored": False, "has_changes": False},
+        )
+    text = f"Restore {agent} to {info.name}"
+    if message:
+        text += f"\n\n{message.strip()}"
+    text += f"\n\n{RESTORE_TRAILER}{info.name}\n"
+    old_files = store.agent_files(state.staging, agent)
+    result = commit_agent_files(store, agent, old_files, snapshot, text, author, state.staging)
+    return {**result, "tag": info.name, "restored": True}

@@ -1,0 +1,422 @@
+"""The git store: everything agentstage reads from or writes to git goes through here.
+
+Nothing above this module touches pygit2. Reads of one agent walk only
+`agents/<agent>` of one commit; writes build a new commit that replaces only that
+subtree; every ref write is a compare-and-swap inside a libgit2 transaction, so a
+ref that moved under us is a Conflict, never an overwrite.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import NamedTuple
+
+import pygit2
+
+from agentstage.config import AGENTS_DIR, agent_dir
+from agentstage.errors import AgentstageError, Conflict, InvalidConfig, NotFound, Problem, UsageError
+
+STAGING = "refs/heads/staging"
+PRODUCTION_PREFIX = "refs/heads/production/"
+TAG_PREFIX = "refs/tags/"
+
+pygit2.settings.enable_fsync_gitdir(True)
+
+
+def production_ref(agent: str) -> str:
+    return f"{PRODUCTION_PREFIX}{agent}"
+
+
+def tag_ref(agent: str, version: int) -> str:
+    return f"{TAG_PREFIX}{agent}/v{version}"
+
+
+class Identity(NamedTuple):
+    name: str
+    email: str
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
+class TagInfo(NamedTuple):
+    """An annotated tag as read back: who, when, what it says, what it points at."""
+
+    name: str
+    target: str
+    tagger: Identity
+    time: datetime
+    message: str
+
+
+class Store:
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self._repo = repo
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None) -> Store:
+        start = os.fspath(path) if path is not None else os.getcwd()
+        if not os.path.exists(start):
+            raise NotFound(f"no such directory: {start}", hint="check the -C/--repo path")
+        found = pygit2.discover_repository(start)
+        if found is None:
+            raise NotFound(f"not a git repository: {start}",
+                           hint="run 'agentstage init' there, or pass -C PATH")
+        return cls(pygit2.Repository(found))
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str], bare: bool = False) -> Store:
+        repo = pygit2.init_repository(os.fspath(path), bare=bare, initial_head="staging")
+        return cls(repo)
+
+    @property
+    def is_bare(self) -> bool:
+        return bool(self._repo.is_bare)
+
+    @property
+    def git_dir(self) -> Path:
+        return Path(self._repo.path)
+
+    @property
+    def workdir(self) -> Path | None:
+        return Path(self._repo.workdir) if self._repo.workdir else None
+
+    def config(self, key: str) -> str | None:
+        try:
+            return str(self._repo.config[key])
+        except (KeyError, pygit2.GitError):
+            return None
+
+    def identity(self) -> Identity | None:
+        name, email = self.config("user.name"), self.config("user.email")
+        return Identity(name, email) if name and email else None
+
+    # -- reading refs and objects ----------------------------------------------------------
+
+    def ref(self, name: str) -> str | None:
+        """The object a direct ref points at, or None when it does not exist."""
+        try:
+            ref = self._repo.references.get(name)
+        except (pygit2.GitError, ValueError):
+            return None
+        if ref is None:
+            return None
+        target = ref.resolve().target
+        return str(target)
+
+    def refs(self, prefix: str) -> Iterator[str]:
+        """Names of refs under *prefix* (reads the whole ref store: use for listings)."""
+        for name in self._repo.references:
+            if name.startswith(prefix):
+                yield name
+
+    def resolve_commit(self, rev: str) -> str:
+        try:
+            obj = self._repo.revparse_single(rev)
+            return str(obj.peel(pygit2.Commit).id)
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            raise NotFound(f"no commit or ref named {rev!r}",
+                           hint="check the name with 'git branch -a' or 'git tag'") from None
+
+    def head_branch(self) -> str | None:
+        """The branch checked out in the work tree, if any (None for bare or detached)."""
+        if self._repo.is_bare:
+            return None
+        try:
+            head = self._repo.references.get("HEAD")
+            return str(head.target) if head is not None and head.type == pygit2.GIT_REF_SYMBOLIC \
+                else None
+        except pygit2.GitError:
+            return None
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        if ancestor == descendant:
+            return True
+        return bool(self._repo.descendant_of(descendant, ancestor))
+
+    def _commit(self, commit: str) -> pygit2.Commit:
+        try:
+            obj = self._repo[commit]
+        except (KeyError, ValueError):
+            raise NotFound(f"no commit {commit}") from None
+        return obj.peel(pygit2.Commit)
+
+    def commit_info(self, commit: str) -> tuple[str, list[str]]:
+        """(message, parent ids) of a commit."""
+        c = self._commit(commit)
+        return c.message, [str(p) for p in c.parent_ids]
+
+    def walk(self, newest: str, stop: str | None) -> Iterator[tuple[str, str]]:
+        """(id, message) of the commits reachable from *newest* but not from *stop*."""
+        walker = self._repo.walk(newest, pygit2.enums.SortMode.TOPOLOGICAL)
+        if stop is not None:
+            walker.hide(stop)
+        for c in walker:
+            yield str(c.id), c.message
+
+    def _subtree(self, commit: str, path: str) -> pygit2.Tree | None:
+        tree = self._commit(commit).tree
+        try:
+            entry = tree[path]
+        except KeyError:
+            return None
+        obj = self._repo[entry.id]
+        return obj if isinstance(obj, pygit2.Tree) else None
+
+    def agent_tree(self, commit: str | None, agent: str) -> str | None:
+        """Id of `agents/<agent>` at *commit*: equal ids mean identical directories."""
+        if commit is None:
+            return None
+        tree = self._subtree(commit, agent_dir(agent))
+        return str(tree.id) if tree is not None else None
+
+    def agent_files(self, commit: str | None, agent: str) -> dict[str, bytes] | None:
+        """The files of `agents/<agent>` at *commit*, or None when it has no such agent."""
+        if commit is None:
+            return None
+        tree = self._subtree(commit, agent_dir(agent))
+        if tree is None:
+            return None
+        files: dict[str, bytes] = {}
+        problems = []
+        for entry in tree:
+            if entry.filemode not in (pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE):
+                kind = {pygit2.GIT_FILEMODE_TREE: "subdirectories",
+                        pygit2.GIT_FILEMODE_LINK: "symbolic links"}.get(entry.filemode, "submodules")
+                problems.append(Problem(f"{agent_dir(agent)}/{entry.name}", None, "",
+                                        f"{kind} are not allowed in an agent"))
+                continue
+            files[entry.name] = self._repo[entry.id].data
+        if problems:
+            raise InvalidConfig(problems)
+        return files
+
+    def list_agents(self, commit: str | None) -> list[str]:
+        if commit is None:
+            return []
+        tree = self._subtree(commit, AGENTS_DIR)
+        if tree is None:
+            return []
+        return [e.name for e in tree if e.filemode == pygit2.GIT_FILEMODE_TREE]
+
+    def changed_agents(self, old: str | None, new: str | None) -> list[str]:
+        """Agents whose directory differs between two commits (one level of tree compare)."""
+        def entries(commit: str | None) -> dict[str, str]:
+            tree = self._subtree(commit, AGENTS_DIR) if commit else None
+            return {e.name: str(e.id) for e in tree} if tree is not None else {}
+        a, b = entries(old), entries(new)
+        return sorted(n for n in a.keys() | b.keys() if a.get(n) != b.get(n))
+
+    def tag(self, name: str) -> TagInfo | None:
+        """An annotated tag under refs/tags/, or None when the ref does not exist."""
+        oid = self.ref(TAG_PREFIX + name)
+        if oid is None:
+            return None
+        obj = self._repo[oid]
+        if not isinstance(obj, pygit2.Tag):
+            raise InvalidConfig([Problem(TAG_PREFIX + name, None, "",
+                                         "is a lightweight tag, not a publish record")])
+        tagger = obj.tagger
+        tz = timezone(timedelta(minutes=tagger.offset))
+        return TagInfo(name, str(obj.target), Identity(tagger.name, tagger.email),
+                       datetime.fromtimestamp(tagger.time, tz), obj.message)
+
+    # -- writing objects -------------------------------------------------------------------
+
+    def _signature(self, who: Identity, when: datetime | None = None) -> pygit2.Signature:
+        when = when or datetime.now().astimezone()
+        offset = when.utcoffset() or timedelta()
+        return pygit2.Signature(who.name, who.email, int(when.timestamp()),
+                                int(offset.total_seconds() // 60))
+
+    def commit_agent(self, parent: str | None, agent: str, files: Mapping[str, bytes] | None,
+                     message: str, who: Identity) -> str:
+        """A new commit: *parent*'s tree with `agents/<agent>` replaced by *files*
+        (None removes the agent). Refs are not touched."""
+        repo = self._repo
+        root = self._commit(parent).tree if parent else None
+        agents = self._subtree(parent, AGENTS_DIR) if parent else None
+        agents_builder = repo.TreeBuilder(agents) if agents is not None else repo.TreeBuilder()
+        if files is None:
+            if agents_builder.get(agent) is not None:
+                agents_builder.remove(agent)
+        else:
+            agent_builder = repo.TreeBuilder()
+            for name, data in sorted(files.items()):
+                agent_builder.insert(name, repo.create_blob(data), pygit2.GIT_FILEMODE_BLOB)
+            agents_builder.insert(agent, agent_builder.write(), pygit2.GIT_FILEMODE_TREE)
+        root_builder = repo.TreeBuilder(root) if root is not None else repo.TreeBuilder()
+        root_builder.insert(AGENTS_DIR, agents_builder.write(), pygit2.GIT_FILEMODE_TREE)
+        return self.commit_tree(parent, str(root_builder.write()), message, who)
+
+    def commit_tree(self, parent: str | None, tree: str, message: str, who: Identity) -> str:
+        sig = self._signature(who)
+        parents = [pygit2.Oid(hex=parent)] if parent else []
+        oid = self._repo.create_commit(None, sig, sig, message, pygit2.Oid(hex=tree), parents)
+        return str(oid)
+
+    def commit_files(self, parent: str | None, files: Mapping[str, bytes], message: str,
+                     who: Identity) -> str:
+        """A commit of *parent*'s tree with *files* (path -> bytes) added or replaced."""
+        repo = self._repo
+        index = pygit2.Index()
+        if parent:
+            index.read_tree(self._commit(parent).tree)
+        for path, data in files.items():
+            index.add(pygit2.IndexEntry(path, repo.create_blob(data), pygit2.GIT_FILEMODE_BLOB))
+        return self.commit_tree(parent, str(index.write_tree(repo)), message, who)
+
+    def write_tag(self, name: str, target: str, who: Identity, message: str,
+                  when: datetime | None = None) -> str:
+        """Write an annotated tag object (no ref: the ref is created by a transaction)."""
+        sig = self._signature(who, when)
+        sign = "-" if sig.offset < 0 else "+"
+        offset = abs(sig.offset)
+        raw = (
+            f"object {target}\ntype commit\ntag {name}\n"
+            f"tagger {sig.name} <{sig.email}> {sig.time} {sign}{offset // 60:02d}{offset % 60:02d}\n"
+            f"\n{message}"
+        )
+        if not raw.endswith("\n"):
+            raw += "\n"
+        return str(self._repo.odb.write(pygit2.enums.ObjectType.TAG, raw.encode()))
+
+    # -- moving refs -----------------------------------------------------------------------
+
+    def update_refs(self, updates: Mapping[str, tuple[str | None, str]], message: str,
+                    who: Identity) -> None:
+        """Move every ref in *updates* (name -> (expected old or None for "absent", new))
+        at once. All refs are locked first, then checked: a ref that moved, or exists
+        when it should not, is a Conflict and nothing is written."""
+        sig = self._signature(who)
+        try:
+            with self._repo.transaction() as txn:
+                for name in sorted(updates):
+                    txn.lock_ref(name)
+                for name, (old, _new) in updates.items():
+                    current = self.ref(name)
+                    if current != old:
+                        raise Conflict(
+                            f"{name} moved while this command ran "
+                            f"(expected {_short(old)}, found {_short(current)})",
+                            hint="nothing was written; run the command again",
+                        )
+                for name, (_old, new) in updates.items():
+                    txn.set_target(name, pygit2.Oid(hex=new), signature=sig, message=message)
+        except AgentstageError:
+            raise
+        except pygit2.GitError as exc:
+            raise _lock_error(exc, self.git_dir) from None
+
+    def move_staging(self, old: str | None, new: str, directory: str, message: str,
+                     who: Identity) -> None:
+        """Compare-and-swap staging from *old* to *new*. When staging is checked out, the
+        files of *directory* (an agent's, or `agents`) follow in the index and work tree;
+        uncommitted changes there make it refuse, before anything is written."""
+        checkout = self.head_branch() == STAGING and not self.is_bare
+        if checkout:
+            self._check_clean(directory)
+        self.update_refs({STAGING: (old, new)}, message, who)
+        if checkout:
+            self._sync_checkout(old, new, directory)
+
+    def head_commit(self) -> str | None:
+        try:
+            return str(self._repo.head.target)
+        except (pygit2.GitError, KeyError):
+            return None
+
+    def has_path(self, commit: str, path: str) -> bool:
+        try:
+            self._commit(commit).tree[path]
+        except KeyError:
+            return False
+        return True
+
+    def _blob_paths(self, commit: str | None, directory: str) -> dict[str, str]:
+        tree = self._subtree(commit, directory) if commit else None
+        if tree is None:
+            return {}
+        return {f"{directory}/{e.name}": str(e.id) for e in tree
+                if e.filemode != pygit2.GIT_FILEMODE_TREE}
+
+    def _check_clean(self, directory: str) -> None:
+        workdir = self.workdir
+        assert workdir is not None
+        paths = set(self._blob_paths(self.ref(STAGING), directory))
+        on_disk = workdir / directory
+        if on_disk.is_dir():
+            paths |= {f"{directory}/{p.name}" for p in on_disk.iterdir() if not p.is_dir()}
+        dirty = []
+        for path in sorted(paths):
+            try:
+                flags = self._repo.status_file(path)
+            except (KeyError, pygit2.GitError):
+                continue
+            if flags not in (pygit2.GIT_STATUS_CURRENT, pygit2.GIT_STATUS_IGNORED) \
+                    and not (workdir / path).is_dir():
+                dirty.append(path)
+        if dirty:
+            raise Conflict(
+                f"the checkout of staging has uncommitted changes to {', '.join(dirty)}",
+                hint="commit or stash them first (git stash), then run the command again",
+            )
+
+    def _sync_checkout(self, old: str | None, new: str, directory: str) -> None:
+        workdir = self.workdir
+        assert workdir is not None
+        before, after = self._blob_paths(old, directory), self._blob_paths(new, directory)
+        index = self._repo.index
+        index.read()
+        for path in before.keys() - after.keys():
+            (workdir / path).unlink(missing_ok=True)
+            if path in index:
+                index.remove(path)
+        for path, oid in after.items():
+            if before.get(path) == oid and (workdir / path).exists():
+                continue
+            target = workdir / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self._repo[oid].data)
+            index.add(path)
+        if not after and (workdir / directory).is_dir():
+            try:
+                (workdir / directory).rmdir()
+            except OSError:
+                pass
+        index.write()
+
+
+def _short(oid: str | None) -> str:
+    return oid[:12] if oid else "nothing"
+
+
+def _lock_error(exc: pygit2.GitError, git_dir: Path) -> AgentstageError:
+    text = str(exc)
+    if ".lock" in text:
+        lock = text.split("'")[1] if text.count("'") >= 2 else "a .lock file"
+        return Conflict(
+            f"a ref is locked: {text}",
+            hint=f"another git or agentstage command is writing; if none is running, "
+                 f"remove the stale lock file {lock}",
+        )
+    return Conflict(f"could not update refs in {git_dir}: {text}",
+                    hint="run the command again; if it keeps failing, run 'git fsck'")
+
+
+def parse_identity(text: str) -> Identity:
+    """`Name <email>` -> Identity, or a usage error."""
+    text = text.strip()
+    if text.endswith(">") and "<" in text:
+        name, _, email = text[:-1].rpartition("<")
+        name, email = name.strip(), email.strip()
+        if name and email and "<" not in email and "\n" not in text:
+            return Identity(name, email)
+    raise UsageError(f"invalid identity {text!r}: expected 'Name <email>'",
+                     hint='for example --author "Ada Lovelace <ada@example.com>"')
+

@@ -1,0 +1,105 @@
+"""validate: agent directories on disk or at a git ref, every problem reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from agentstage.config import AGENTS_DIR, agent_dir, find_agent_dirs, load_agent, read_agent_dir
+from agentstage.errors import InvalidConfig, NotFound, Problem, UsageError
+from agentstage.ids import AGENT_ID_RULE, is_agent_id
+from agentstage.store import Store
+
+
+def _result(agent: str, path: str, problems: list[Problem]) -> dict[str, Any]:
+    return {"agent": agent, "path": path, "valid": not problems,
+            "problems": [p.as_json() for p in problems]}
+
+
+def _check(agent: str, path: str, read: Any) -> dict[str, Any]:
+    try:
+        load_agent(agent, read(), path)
+    except InvalidConfig as exc:
+        return _result(agent, path, exc.problems)
+    return _result(agent, path, [])
+
+
+def _agent_dirs(path: Path) -> list[Path]:
+    if not path.exists():
+        raise NotFound(f"no such file or directory: {path}", hint="check the path")
+    if (path / AGENTS_DIR).is_dir():
+        return find_agent_dirs(path)
+    if path.name == AGENTS_DIR and path.is_dir():
+        return find_agent_dirs(path.parent)
+    if path.is_dir():
+        return [path]
+    if path.is_file() and path.parent.is_dir():
+        return [path.parent]
+    raise NotFound(f"not an agent directory: {path}")
+
+
+def validate_disk(paths: list[Path], repo: str | None) -> list[dict[str, Any]]:
+    if not paths:
+        root = Path(repo) if repo else None
+        if root is None:
+            store = Store.open(None)
+            root = store.workdir
+            if root is None:
+                raise UsageError("a bare repository has no files on disk",
+                                 hint="use --ref staging")
+        paths = [root]
+    dirs: list[Path] = []
+    for path in paths:
+        for found in _agent_dirs(path):
+            if found not in dirs:
+                dirs.append(found)
+    bad = [d for d in dirs if not is_agent_id(d.name)]
+    if bad:
+        raise UsageError(
+            f"directory name {bad[0].name!r} ({bad[0]}) is not a valid agent id: "
+            f"an agent id is {AGENT_ID_RULE}",
+            hint="rename the directory, e.g. agents/support-bot",
+        )
+    return [_check(d.name, str(d), lambda d=d: read_agent_dir(d)) for d in dirs]
+
+
+def validate_ref(store: Store, ref: str, names: list[str]) -> list[dict[str, Any]]:
+    commit = store.resolve_commit(ref)
+    agents = [Path(n).name for n in names] or store.list_agents(commit)
+    results = []
+    for agent in agents:
+        if not is_agent_id(agent):
+            raise UsageError(f"invalid agent id {agent!r}: an agent id is {AGENT_ID_RULE}")
+        files = store.agent_files(commit, agent)
+        if files is None:
+            raise NotFound(f"no agent {agent!r} at {ref}")
+        where = f"{ref}:{agent_dir(agent)}"
+        results.append(_check(agent, where, lambda files=files: files))
+    return results
+
+
+def render_results(results: list[dict[str, Any]]) -> str:
+    lines = []
+    for r in results:
+        if r["valid"]:
+            lines.append(f"ok       {r['path']}")
+        else:
+            lines.append(f"invalid  {r['path']}")
+            lines.extend(f"  {Problem(**p)}" for p in r["problems"])
+    bad = sum(not r["valid"] for r in results)
+    lines.append(f"{len(results)} agent{'s' if len(results) != 1 else ''} checked, "
+                 f"{bad} invalid" if bad else f"{len(results)} agent"
+                 f"{'s' if len(results) != 1 else ''} valid")
+    return "\n".join(lines)
+
+
+def raise_if_invalid(results: list[dict[str, Any]]) -> None:
+    bad = [r for r in results if not r["valid"]]
+    if bad:
+        raise InvalidConfig(
+            [Problem(**p) for r in bad for p in r["problems"]],
+            message=f"{len(bad)} invalid agent{'s' if len(bad) != 1 else ''}: "
+                    + ", ".join(r["agent"] for r in bad),
+            hint="fix the problems listed above",
+        )
+
