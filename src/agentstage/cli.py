@@ -494,7 +494,9 @@ def _wants_json(args: Sequence[str]) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
-        cli.main(args=args, prog_name="agentstage", standalone_mode=False)
+        code = cli.main(args=args, prog_name="agentstage", standalone_mode=False)
+        if isinstance(code, int):  # click returns the code of an Exit in this mode
+            return code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.exceptions.Abort:

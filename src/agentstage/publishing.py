@@ -73,6 +73,7 @@ def publish(store: Store, agent: str, reason: str, author: str | None = None,
     check_agent_id(agent)
     if not reason.strip():
         raise UsageError("a publish needs a reason", hint="pass -m 'why this goes live'")
+    who = None if dry_run else resolve_identity(store, author)
     state = agent_state(store, agent)
     if store.agent_tree(state.staging, agent) is None:
         raise NotFound(f"no agent {agent!r} on staging", hint="nothing to publish from staging")
@@ -90,7 +91,6 @@ def publish(store: Store, agent: str, reason: str, author: str | None = None,
             hint="merge production into staging (git merge production/" + agent +
                  " on staging), then publish again",
         )
-    who = resolve_identity(store, author)
     version = state.version + 1
     tag = f"{agent}/v{version}"
     previous = f"{agent}/v{state.version}" if state.version else None
@@ -100,7 +100,7 @@ def publish(store: Store, agent: str, reason: str, author: str | None = None,
         "commit": state.staging, "previous": previous, "changes": diff["changes"],
         **marks,
     }
-    if dry_run:
+    if who is None:
         result["dry_run"] = True
         return result
     record = {
@@ -191,7 +191,8 @@ def history(store: Store, agent: str | None = None, author: str | None = None,
             if is_agent_id(owner) and v.startswith("v") and v[1:].isdigit():
                 names.append(name)
         found = [store.tag(n) for n in names]
-        infos = iter(sorted((i for i in found if i is not None), key=lambda i: i.time,
+        infos = iter(sorted((i for i in found if i is not None),
+                            key=lambda i: (i.time, int(i.name.rpartition("/v")[2])),
                             reverse=True))
     out: list[dict[str, Any]] = []
     for info in infos:

@@ -293,7 +293,6 @@ class Store:
         """Move every ref in *updates* (name -> (expected old or None for "absent", new))
         at once. All refs are locked first, then checked: a ref that moved, or exists
         when it should not, is a Conflict and nothing is written."""
-        sig = self._signature(who)
         try:
             with self._repo.transaction() as txn:
                 for name in sorted(updates):
@@ -307,7 +306,9 @@ class Store:
                             hint="nothing was written; run the command again",
                         )
                 for name, (_old, new) in updates.items():
-                    txn.set_target(name, pygit2.Oid(hex=new), signature=sig, message=message)
+                    # pygit2 1.21 cannot pass a Signature here (it hands libgit2 bytes);
+                    # the reflog takes the repository's identity, the message names the act.
+                    txn.set_target(name, pygit2.Oid(hex=new), message=f"{message} ({who})")
         except AgentstageError:
             raise
         except pygit2.GitError as exc:
