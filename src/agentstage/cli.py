@@ -462,7 +462,7 @@ def _rollback_command(name: str) -> Callable[..., None]:
                 return
             emit(fmt, result, lambda: render.preview_text(result, use_color()))
         else:
-            emit(fmt, result, lambda: f"{agent}: {name}d {result['tag']} on staging "
+            emit(fmt, result, lambda: f"{agent}: {name.rstrip('e')}ed {result['tag']} on staging "
                  f"({result['commit'][:12]}); production is unchanged until you publish")
 
     command.__doc__ = f"""{verb}

@@ -129,8 +129,8 @@ class Store:
             return None
         try:
             head = self._repo.references.get("HEAD")
-            return str(head.target) if head is not None and head.type == pygit2.GIT_REF_SYMBOLIC \
-                else None
+            # a symbolic ref's target is the name of the ref it points to
+            return head.target if head is not None and isinstance(head.target, str) else None
         except pygit2.GitError:
             return None
 
