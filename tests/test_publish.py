@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -244,3 +245,21 @@ def test_publish_record_is_machine_readable(run: Any, repo: Path) -> None:
     assert record["previous"] is None
     assert record["staging_commit"] == git(repo, "rev-parse", "staging")
     assert record["reverts"] == [] and record["restores"] == []
+
+
+def test_crash_between_tag_and_production_is_completed_by_next_publish(run: Any,
+                                                                       repo: Path) -> None:
+    crashed = subprocess.run(
+        [sys.executable, "-m", "agentstage", "-C", str(repo), "publish", AGENT, "-m", "one"],
+        env={**os.environ, "AGENTSTAGE_CRASH_AT": "publish:after-tag"},
+        capture_output=True, text=True, check=False)
+    assert crashed.returncode == 137
+    assert git(repo, "tag", "--list", f"{AGENT}/*") == f"{AGENT}/v1"
+    assert git(repo, "rev-parse", "--verify", "-q", f"production/{AGENT}", check=False) == ""
+    result = run("publish", AGENT, "-m", "again", repo=repo)
+    assert result.code == 3
+    assert "warning: completed an interrupted publish" in result.err
+    assert git(repo, "rev-parse", f"production/{AGENT}") == git(repo, "rev-parse",
+                                                                f"{AGENT}/v1^{{commit}}")
+    assert git(repo, "tag", "--list", f"{AGENT}/*") == f"{AGENT}/v1"
+    git(repo, "fsck", "--strict")

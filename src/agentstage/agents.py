@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, NamedTuple
 
 from agentstage.config import load_agent
@@ -10,6 +11,11 @@ from agentstage.errors import AgentstageError, NotFound, UsageError
 from agentstage.ids import check_agent_id
 from agentstage.model import AgentConfig
 from agentstage.store import STAGING, Identity, Store, parse_identity, production_ref, tag_ref
+
+
+def warn(message: str) -> None:
+    """Say something the user should know that is not the command's result."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def resolve_identity(store: Store, explicit: str | None) -> Identity:

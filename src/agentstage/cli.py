@@ -410,6 +410,8 @@ def publish(obj: Context, agent: str, reason: str, dry_run: bool, fmt: str) -> N
     from agentstage import publishing, render
 
     result = publishing.publish(obj.store, agent, reason, obj.author, dry_run)
+    for line in result.get("repaired", []):
+        click.echo(f"warning: {line}", err=True)
     emit(fmt, result, lambda: render.publish_text(result, use_color()))
 
 
@@ -530,3 +532,5 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "ran (AGENTSTAGE_DEBUG=1 shows the traceback)", err=True)
         return 70
     return 0
+
+import agentstage.cli_hooks  # noqa: E402,F401  (registers hooks/policy commands)

@@ -6,11 +6,19 @@ import json
 from datetime import date, datetime, time
 from typing import Any
 
-from agentstage.agents import AgentState, agent_state, load_at, resolve_identity
+from agentstage.agents import (
+    AgentState,
+    agent_state,
+    latest_version,
+    load_at,
+    resolve_identity,
+    warn,
+)
+from agentstage.faults import crash_point
 from agentstage.errors import Conflict, InvalidConfig, NothingToPublish, NotFound, Problem, UsageError
 from agentstage.ids import check_agent_id, is_agent_id
 from agentstage.semdiff import diff_configs
-from agentstage.store import TAG_PREFIX, Store, TagInfo, production_ref, tag_ref
+from agentstage.store import TAG_PREFIX, Identity, Store, TagInfo, production_ref, tag_ref
 
 RECORD_MARKER = "agentstage-publish-record: 1"
 REVERT_TRAILER = "Agentstage-Revert: "
@@ -74,11 +82,14 @@ def publish(store: Store, agent: str, reason: str, author: str | None = None,
     if not reason.strip():
         raise UsageError("a publish needs a reason", hint="pass -m 'why this goes live'")
     who = None if dry_run else resolve_identity(store, author)
+    repaired = reconcile(store, agent, who) if who is not None else []
     state = agent_state(store, agent)
     if store.agent_tree(state.staging, agent) is None:
         raise NotFound(f"no agent {agent!r} on staging", hint="nothing to publish from staging")
     diff = diff_state(store, state)  # loads both sides: an invalid staging stops here (exit 4)
     if not diff["has_changes"]:
+        for line in repaired:
+            warn(line)
         raise NothingToPublish(
             f"{agent}: staging is identical to production (v{state.version}), nothing to publish",
             hint=f"change it first, e.g. agentstage set {agent} PATH=VALUE -m 'why'",
@@ -100,6 +111,8 @@ def publish(store: Store, agent: str, reason: str, author: str | None = None,
         "commit": state.staging, "previous": previous, "changes": diff["changes"],
         **marks,
     }
+    if repaired:
+        result["repaired"] = repaired
     if who is None:
         result["dry_run"] = True
         return result
@@ -111,12 +124,40 @@ def publish(store: Store, agent: str, reason: str, author: str | None = None,
     }
     message = f"{reason.strip()}\n\n{RECORD_MARKER}\n{json.dumps(record, sort_keys=True)}\n"
     tag_oid = store.write_tag(tag, state.staging, who, message)
-    store.update_refs(
-        {tag_ref(agent, version): (None, tag_oid),
-         production_ref(agent): (state.production, state.staging)},
-        f"agentstage publish {tag}", who,
-    )
+    # The tag first (production locked and checked, not moved), then production: a crash
+    # in between leaves a tag ahead of production, which the next publish completes.
+    prod = production_ref(agent)
+    store.update_refs({tag_ref(agent, version): (None, tag_oid)}, f"agentstage publish {tag}",
+                      who, expect={prod: state.production})
+    crash_point("publish:after-tag")
+    try:
+        store.update_refs({prod: (state.production, state.staging)},
+                          f"agentstage publish {tag}", who)
+    except Conflict:
+        if store.ref(prod) != state.staging:  # another command completed it for us: fine
+            raise
     return result
+
+
+def reconcile(store: Store, agent: str, who: Identity) -> list[str]:
+    """Complete an interrupted publish: a newest tag ahead of production moves production
+    to it. Returns what was repaired, for the command to say."""
+    version = latest_version(store, agent)
+    if version == 0:
+        return []
+    info = store.tag(f"{agent}/v{version}")
+    production = store.ref(production_ref(agent))
+    if info is None or production == info.target:
+        return []
+    if production is not None and not store.is_ancestor(production, info.target):
+        return []  # production moved by other means: not an interrupted publish
+    try:
+        store.update_refs({production_ref(agent): (production, info.target)},
+                          f"agentstage repair: complete publish {info.name}", who)
+    except Conflict:
+        return []  # someone else moved it meanwhile: nothing of ours to repair
+    return [f"completed an interrupted publish: {production_ref(agent)} moved to "
+            f"{info.name} ({info.target[:12]})"]
 
 
 def parse_record(info: TagInfo) -> dict[str, Any]:

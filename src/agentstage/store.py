@@ -9,7 +9,7 @@ ref that moved under us is a Conflict, never an overwrite.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import NamedTuple
@@ -289,15 +289,17 @@ class Store:
     # -- moving refs -----------------------------------------------------------------------
 
     def update_refs(self, updates: Mapping[str, tuple[str | None, str]], message: str,
-                    who: Identity) -> None:
+                    who: Identity, expect: Mapping[str, str | None] | None = None) -> None:
         """Move every ref in *updates* (name -> (expected old or None for "absent", new))
-        at once. All refs are locked first, then checked: a ref that moved, or exists
-        when it should not, is a Conflict and nothing is written."""
+        at once. All refs, and those of *expect* (name -> expected value, left as they
+        are), are locked first, then checked: a ref that moved, or exists when it should
+        not, is a Conflict and nothing is written."""
+        checks = {**(expect or {}), **{name: old for name, (old, _new) in updates.items()}}
         try:
             with self._repo.transaction() as txn:
-                for name in sorted(updates):
+                for name in sorted(checks):
                     txn.lock_ref(name)
-                for name, (old, _new) in updates.items():
+                for name, old in checks.items():
                     current = self.ref(name)
                     if current != old:
                         raise Conflict(
@@ -392,6 +394,120 @@ class Store:
                 pass
         index.write()
 
+    # -- for hooks and remotes: the index, quarantined objects, deletions -------------------
+
+    def add_object_dirs(self, directories: Iterable[str]) -> None:
+        """Read objects from these directories too, e.g. git's quarantine in pre-receive."""
+        for directory in directories:
+            if directory:
+                self._repo.odb.add_disk_alternate(directory)
+
+    def object_kind(self, oid: str) -> str | None:
+        """'commit', 'tree', 'blob' or 'tag'; None when there is no such object."""
+        try:
+            obj = self._repo[oid]
+        except (KeyError, ValueError):
+            return None
+        return {pygit2.Commit: "commit", pygit2.Tree: "tree", pygit2.Blob: "blob",
+                pygit2.Tag: "tag"}.get(type(obj))
+
+    def tag_object(self, oid: str) -> TagInfo | None:
+        """The annotated tag object *oid* (no ref needed), None when it is not one."""
+        try:
+            obj = self._repo[oid]
+        except (KeyError, ValueError):
+            return None
+        if not isinstance(obj, pygit2.Tag) or obj.tagger is None:
+            return None
+        tagger = obj.tagger
+        tz = timezone(timedelta(minutes=tagger.offset))
+        return TagInfo(obj.name, str(obj.target), Identity(tagger.name, tagger.email),
+                       datetime.fromtimestamp(tagger.time, tz), obj.message)
+
+    def file_at(self, commit: str, path: str) -> bytes | None:
+        """The bytes of the file *path* at *commit*, None when there is no such file."""
+        try:
+            entry = self._commit(commit).tree[path]
+        except KeyError:
+            return None
+        obj = self._repo[entry.id]
+        return bytes(obj.data) if isinstance(obj, pygit2.Blob) else None
+
+    def set_refs(self, updates: Mapping[str, tuple[str | None, str | None]],
+                 message: str) -> None:
+        """Like update_refs, but a new value of None deletes the ref (used to put refs
+        back after a refused push)."""
+        try:
+            with self._repo.transaction() as txn:
+                for name in sorted(updates):
+                    txn.lock_ref(name)
+                for name, (old, _new) in updates.items():
+                    current = self.ref(name)
+                    if current != old:
+                        raise Conflict(
+                            f"{name} moved while this command ran "
+                            f"(expected {_short(old)}, found {_short(current)})",
+                            hint="nothing was written; check the ref with git show-ref",
+                        )
+                for name, (_old, new) in updates.items():
+                    if new is None:
+                        txn.remove(name)
+                    else:
+                        txn.set_target(name, pygit2.Oid(hex=new), message=message)
+        except AgentstageError:
+            raise
+        except pygit2.GitError as exc:
+            raise _lock_error(exc, self.git_dir) from None
+
+    def _index(self, index_file: str | os.PathLike[str] | None) -> pygit2.Index:
+        path = os.fspath(index_file) if index_file else str(self.git_dir / "index")
+        return pygit2.Index(path) if os.path.exists(path) else pygit2.Index()
+
+    def staged_agents(self, index_file: str | os.PathLike[str] | None = None) \
+            -> dict[str, dict[str, bytes] | None]:
+        """The agents whose files in the index (default .git/index) differ from HEAD,
+        each with its files as staged (None when the commit removes the agent).
+        Links, subdirectories and submodules in an agent are an InvalidConfig."""
+        index = self._index(index_file)
+        prefix = AGENTS_DIR + "/"
+        staged: dict[str, dict[str, tuple[str, int]]] = {}
+        for entry in index:
+            if entry.path.startswith(prefix):
+                agent, _, rest = entry.path[len(prefix):].partition("/")
+                if rest:
+                    staged.setdefault(agent, {})[rest] = (str(entry.id), entry.mode)
+        head = self.head_commit()
+        committed: dict[str, dict[str, tuple[str, int]]] = {}
+        for agent in self.list_agents(head):
+            tree = self._subtree(head, agent_dir(agent)) if head else None
+            if tree is not None:
+                committed[agent] = {name: (oid, mode) for name, oid, mode in _walk_tree(tree, "")}
+        out: dict[str, dict[str, bytes] | None] = {}
+        problems = []
+        for agent in sorted(staged.keys() | committed.keys()):
+            entries = staged.get(agent)
+            if entries == committed.get(agent):
+                continue
+            if entries is None:
+                out[agent] = None
+                continue
+            files: dict[str, bytes] = {}
+            for name, (oid, mode) in sorted(entries.items()):
+                where = f"{agent_dir(agent)}/{name}"
+                if "/" in name:
+                    problems.append(Problem(where, None, "",
+                                            "subdirectories are not allowed in an agent"))
+                elif mode not in (pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE):
+                    kind = "symbolic links" if mode == pygit2.GIT_FILEMODE_LINK else "submodules"
+                    problems.append(Problem(where, None, "", f"{kind} are not allowed in an agent"))
+                else:
+                    blob = self._repo[oid]
+                    files[name] = blob.data if isinstance(blob, pygit2.Blob) else b""
+            out[agent] = files
+        if problems:
+            raise InvalidConfig(problems, hint="keep only the agent's YAML files in its directory")
+        return out
+
 
 def _short(oid: str | None) -> str:
     return oid[:12] if oid else "nothing"
@@ -421,3 +537,13 @@ def parse_identity(text: str) -> Identity:
     raise UsageError(f"invalid identity {text!r}: expected 'Name <email>'",
                      hint='for example --author "Ada Lovelace <ada@example.com>"')
 
+
+
+def _walk_tree(tree: pygit2.Tree, base: str) -> Iterator[tuple[str, str, int]]:
+    """(path, id, mode) of every non-tree entry under *tree*, paths relative to it."""
+    for entry in tree:
+        path = f"{base}{entry.name}"
+        if isinstance(entry, pygit2.Tree):
+            yield from _walk_tree(entry, path + "/")
+        else:
+            yield path, str(entry.id), entry.filemode
