@@ -1,0 +1,489 @@
+"""Renderers for people: the JSON shapes of DESIGN.md section 4 as terminal text or markdown.
+
+Every function returns a string ending in a newline and prints nothing; the CLI
+decides about colour (NO_COLOR, not a terminal) and writes the result.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from agentstage.semdiff import LONG_TEXT, SECTION_ORDER, section_counts, summarize
+
+SHORT = 7
+VALUE_WIDTH = 60  # a value in a terminal line is cut past this many characters
+MD_VALUE_WIDTH = 500  # and in a markdown table cell
+PATH_COLUMN = 48
+PRODUCTION_COLUMN = 40
+ABSENT = "(none)"
+ARROW = "→"
+MARKERS = {"added": "+", "removed": "-", "modified": "~"}
+KIND_STYLE = {"added": "green", "removed": "red", "modified": "yellow"}
+
+_ANSI = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_INNER_AMBIGUOUS = re.compile(r", |: |[\[\]{}]")
+
+
+# -- small pieces -------------------------------------------------------------------
+
+
+def _paint(text: str, style: str, color: bool) -> str:
+    if not color or not text:
+        return text
+    return f"\x1b[{_ANSI[style]}m{text}\x1b[0m"
+
+
+def _clean(text: str, newlines_ok: bool = False) -> str:
+    """Control characters shown escaped, so a value cannot drive the terminal."""
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        return char if newlines_ok and char == "\n" else f"\\x{ord(char):02x}"
+    return _CONTROL.sub(escape, text)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _short(commit: Any) -> str:
+    return str(commit)[:SHORT] if commit else "?"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _ambiguous(text: str, inner: bool, newlines_ok: bool) -> bool:
+    if text == "" or text != text.strip() or text in ("true", "false", "null", ABSENT):
+        return True
+    if ARROW in text or text[0] in "[{\"'":
+        return True
+    try:
+        float(text)
+        return True
+    except ValueError:
+        pass
+    body = text.replace("\n", "") if newlines_ok else text
+    if _CONTROL.search(body):
+        return True
+    return inner and _INNER_AMBIGUOUS.search(text) is not None
+
+
+def _flow(value: Any, inner: bool = False, newlines_ok: bool = False) -> str:
+    """A compact, YAML-flow-like rendering: strings bare unless that would mislead."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    if isinstance(value, str):
+        if _ambiguous(value, inner, newlines_ok):
+            return json.dumps(value, ensure_ascii=False)
+        return value
+    if isinstance(value, Mapping):
+        items = (f"{_flow(str(k), True)}: {_flow(v, True)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_flow(v, True) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _is_long_text(value: Any) -> bool:
+    return isinstance(value, str) and ("\n" in value or len(value) > LONG_TEXT)
+
+
+def _text_lines(text: str) -> int:
+    return len(text.rstrip("\n").split("\n"))
+
+
+def _cells(change: Mapping[str, Any], width: int, newlines_ok: bool = False) -> tuple[str, str]:
+    """The production and staging cells of one change."""
+    kind = change.get("change")
+    out: list[str] = []
+    for side, absent_when in (("production", "added"), ("staging", "removed")):
+        value = change.get(side)
+        if kind == absent_when:
+            out.append(ABSENT)
+        elif change.get("text_diff") is not None and _is_long_text(value):
+            out.append(f"({_plural(_text_lines(str(value)), 'line')})")
+        else:
+            out.append(_cut(_clean(_flow(value, newlines_ok=newlines_ok), newlines_ok), width))
+    return out[0], out[1]
+
+
+def _by_section(changes: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for change in changes:
+        groups.setdefault(str(change.get("section")), []).append(change)
+    order = [s for s in SECTION_ORDER if s in groups]
+    order += [s for s in groups if s not in SECTION_ORDER]
+    return [(s, groups[s]) for s in order]
+
+
+def _table(rows: list[list[str]], styles: list[list[str | None]], color: bool) -> list[str]:
+    """Left-aligned columns two spaces apart; the last column is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row, row_styles in zip(rows, styles, strict=True):
+        cells = []
+        for i, (cell, style) in enumerate(zip(row, row_styles, strict=True)):
+            padded = cell if i == len(row) - 1 else cell.ljust(widths[i])
+            if style:
+                padded = _paint(cell, style, color) + padded[len(cell):]
+            cells.append(padded)
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+# -- diffs in a terminal ---------------------------------------------------------------
+
+
+def _change_lines(changes: Sequence[Mapping[str, Any]], color: bool, indent: str = "") -> list[str]:
+    """The body of a diff: per section a title, then one line per change (+ text diffs)."""
+    if not changes:
+        return [indent + "no changes"]
+    rows = [(str(c.get("path")), *_cells(c, VALUE_WIDTH)) for c in changes]
+    # Column widths fit the values under the caps; a longer one overflows its line only.
+    path_width = max((len(r[0]) for r in rows if len(r[0]) <= PATH_COLUMN), default=0)
+    prod_width = max((len(r[1]) for r in rows if len(r[1]) <= PRODUCTION_COLUMN), default=0)
+    cells = {id(c): r for c, r in zip(changes, rows, strict=True)}
+    lines: list[str] = []
+    for section, items in _by_section(changes):
+        lines.append(indent + _paint(section, "bold", color))
+        for change in items:
+            path, production, staging = cells[id(change)]
+            kind = str(change.get("change"))
+            style = KIND_STYLE.get(kind, "yellow")
+            head = _paint(f"{MARKERS.get(kind, '?')} {_clean(path)}".ljust(path_width + 2),
+                          style, color)
+            lines.append(f"{indent}  {head}  {production.ljust(prod_width)} {ARROW} {staging}"
+                         .rstrip())
+            for line in change.get("text_diff") or ():
+                lines.append(f"{indent}      {_diff_line(str(line), color)}")
+    return lines
+
+
+def _diff_line(line: str, color: bool) -> str:
+    shown = _clean(line)
+    if line.startswith("+"):
+        return _paint(shown, "green", color)
+    if line.startswith("-"):
+        return _paint(shown, "red", color)
+    if line.startswith("@@"):
+        return _paint(shown, "cyan", color)
+    return shown
+
+
+def _identical(agent: str) -> str:
+    return f"{agent}: staging is identical to production, nothing to publish"
+
+
+FORMATTING_ONLY = "only formatting or comments differ; no field changed"
+
+
+def _sides(diff: Mapping[str, Any]) -> str:
+    production = diff.get("production") or {}
+    staging = diff.get("staging") or {}
+    version, commit = production.get("version"), production.get("commit")
+    if version is not None:
+        prod = f"production v{version} ({_short(commit)})"
+    elif commit:
+        prod = f"production {_short(commit)}"
+    else:
+        prod = "not published"
+    return f"{prod} {ARROW} staging {_short(staging.get('commit'))}"
+
+
+def diff_text(diff: Mapping[str, Any], color: bool) -> str:
+    agent = str(diff.get("agent"))
+    if not diff.get("has_changes"):
+        return _identical(agent) + "\n"
+    changes = list(diff.get("changes") or [])
+    lines = [f"{_paint(agent, 'bold', color)}: {_sides(diff)}"]
+    if not changes:
+        return "\n".join([*lines, FORMATTING_ONLY]) + "\n"
+    lines += [summarize(changes), "", *_change_lines(changes, color)]
+    return "\n".join(lines) + "\n"
+
+
+def publish_text(result: Mapping[str, Any], color: bool) -> str:
+    agent = str(result.get("agent"))
+    if not result.get("published") and not result.get("dry_run"):
+        return _identical(agent) + "\n"
+    verb = "Would publish" if result.get("dry_run") else "Published"
+    where = "from" if result.get("dry_run") else "at"
+    title = (f"{verb} {_paint(agent, 'bold', color)} v{result.get('version')}"
+             f" ({result.get('tag')}) {where} {_short(result.get('commit'))}")
+    changes = list(result.get("changes") or [])
+    if not changes:
+        return f"{title}\n{FORMATTING_ONLY}\n"
+    return "\n".join([title, summarize(changes), "", *_change_lines(changes, color)]) + "\n"
+
+
+def preview_text(preview: Mapping[str, Any], color: bool) -> str:
+    agent = str(preview.get("agent"))
+    action = str(preview.get("action") or "revert")
+    lines = [f"{_paint(agent, 'bold', color)}: preview of {action} {preview.get('tag')}", ""]
+    blocks = (("staging", f"In staging (now {ARROW} after {action}):"),
+              ("production", "In production after the next publish:"))
+    for key, title in blocks:
+        diff = preview.get(key) or {}
+        lines.append(_paint(title, "bold", color))
+        if not diff.get("has_changes") and not diff.get("changes"):
+            lines.append("  no changes")
+        elif not diff.get("changes"):
+            lines.append("  " + FORMATTING_ONLY)
+        else:
+            lines += _change_lines(list(diff["changes"]), color, indent="  ")
+        lines.append("")
+    conflicts = list(preview.get("conflicts") or [])
+    if conflicts:
+        lines.append(_paint(f"Conflicts: the {action} cannot be applied;"
+                            " these fields were changed since:", "red", color))
+        lines += [f"  {_clean(str(c.get('path')))}" for c in conflicts]
+        lines.append("")
+    return "\n".join(lines[:-1]) + "\n"
+
+
+# -- tables ---------------------------------------------------------------------------
+
+
+def _local_minute(stamp: Any) -> str:
+    try:
+        when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return str(stamp)
+    if when.tzinfo is not None:
+        when = when.astimezone()
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
+def history_text(entries: Sequence[Mapping[str, Any]], color: bool) -> str:
+    if not entries:
+        return "no publishes found\n"
+    rows = [["VERSION", "DATE", "BY", "CHANGES", "REASON"]]
+    styles: list[list[str | None]] = [["bold"] * 5]
+    for entry in entries:
+        who = entry.get("published_by") or {}
+        by = f"{who.get('name', '')} <{who.get('email', '')}>"
+        reason = _cut(_clean(str(entry.get("reason") or "").split("\n")[0]), 60)
+        marks = [f"({word} {', '.join(map(str, entry[key]))})"
+                 for key, word in (("reverts", "reverts"), ("restores", "restores"))
+                 if entry.get(key)]
+        reason = " ".join([reason, *marks]).strip()
+        rows.append([_clean(str(entry.get("tag"))), _local_minute(entry.get("published_at")),
+                     _cut(_clean(by), 40), str(len(entry.get("changes") or [])), reason])
+        styles.append(["yellow", None, None, None, None])
+    return "\n".join(_table(rows, styles, color)) + "\n"
+
+
+def agents_text(rows: Sequence[Mapping[str, Any]], color: bool) -> str:
+    if not rows:
+        return "no agents found\n"
+    table = [["AGENT", "NAME", "PRODUCTION", "STAGING"]]
+    styles: list[list[str | None]] = [["bold"] * 4]
+    for row in rows:
+        version = (row.get("production") or {}).get("version")
+        differs = bool(row.get("staging_differs"))
+        table.append([str(row.get("agent")), _cut(_clean(str(row.get("name") or "")), 40),
+                      f"v{version}" if version is not None else "not published",
+                      "changed" if differs else "same"])
+        styles.append([None, None, None if version is not None else "dim",
+                       "yellow" if differs else None])
+    return "\n".join(_table(table, styles, color)) + "\n"
+
+
+# -- markdown --------------------------------------------------------------------------
+
+
+def _md_code(text: str) -> str:
+    """Inline code safe in a table cell: each line its own code span, joined by <br>."""
+    parts = []
+    for line in _clean(text.replace("\r\n", "\n"), newlines_ok=True).split("\n"):
+        if not line:
+            parts.append("")
+            continue
+        run = max((len(m) for m in re.findall(r"`+", line)), default=0)
+        fence = "`" * (run + 1)
+        pad = " " if (line[0] == "`" or line[-1] == "`"
+                      or (line[0] == " " and line[-1] == " " and line.strip())) else ""
+        parts.append(f"{fence}{pad}{line}{pad}{fence}")
+    return "<br>".join(parts).replace("|", "\\|")
+
+
+def _md_cell(change: Mapping[str, Any], side: str) -> str:
+    production, staging = _cells(change, MD_VALUE_WIDTH, newlines_ok=True)
+    shown = production if side == "production" else staging
+    if shown == ABSENT:
+        return f"*{ABSENT}*"
+    value = change.get(side)
+    if change.get("text_diff") is not None and _is_long_text(value):
+        return f"*{shown[1:-1]}, diff below*"
+    return _md_code(shown)
+
+
+def _md_fence(lines: Sequence[str]) -> str:
+    run = max((len(m) for line in lines for m in re.findall(r"`+", line)), default=0)
+    return "`" * max(3, run + 1)
+
+
+def _md_section(section: str, changes: Sequence[Mapping[str, Any]],
+                columns: tuple[str, str] = ("Production", "Staging")) -> str:
+    out = [f"#### {section}", "", f"| Field | {columns[0]} | {columns[1]} |", "|---|---|---|"]
+    for change in changes:
+        out.append(f"| {_md_code(str(change.get('path')))} | {_md_cell(change, 'production')}"
+                   f" | {_md_cell(change, 'staging')} |")
+    for change in changes:
+        text_diff = [_clean(str(line)) for line in change.get("text_diff") or ()]
+        if change.get("text_diff") is None:
+            continue
+        fence = _md_fence(text_diff)
+        out += ["", f"<details><summary>{html.escape(str(change.get('path')))}</summary>", "",
+                f"{fence}diff", *text_diff, fence, "", "</details>"]
+    return "\n".join(out)
+
+
+def _md_count(changes: Sequence[Mapping[str, Any]]) -> str:
+    counts = ", ".join(f"{s} {n}" for s, n in section_counts(changes))
+    return f"{_plural(len(changes), 'change')} ({counts})"
+
+
+def _md_sides(diff: Mapping[str, Any]) -> str:
+    production = diff.get("production") or {}
+    staging = diff.get("staging") or {}
+    version, commit = production.get("version"), production.get("commit")
+    if version is not None:
+        prod = f"Production v{version} (`{_short(commit)}`)"
+    elif commit:
+        prod = f"Production `{_short(commit)}`"
+    else:
+        prod = "Production: not published"
+    return f"{prod} {ARROW} Staging `{_short(staging.get('commit'))}`"
+
+
+def _md_agent(diff: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    """The head of one agent's markdown diff and its sections' blocks."""
+    agent = f"**{diff.get('agent')}**"
+    if not diff.get("has_changes"):
+        return f"{agent}: staging is identical to production, nothing to publish", []
+    changes = list(diff.get("changes") or [])
+    if not changes:
+        return f"{agent}: {FORMATTING_ONLY}\n\n{_md_sides(diff)}", []
+    head = f"{agent}: {_md_count(changes)}\n\n{_md_sides(diff)}"
+    return head, [(s, _md_section(s, items)) for s, items in _by_section(changes)]
+
+
+def _md_join(head: str, sections: Sequence[tuple[str, str]]) -> str:
+    return "\n\n".join([head, *(text for _, text in sections)])
+
+
+def diff_markdown(diff: Mapping[str, Any]) -> str:
+    return _md_join(*_md_agent(diff)) + "\n"
+
+
+AGENT_SEPARATOR = "\n\n---\n\n"
+FOOTER_RESERVE = 1000
+NOTE_RESERVE = 300
+NAMES_SHOWN = 5
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:NAMES_SHOWN])
+    return shown + (", …" if len(names) > NAMES_SHOWN else "")
+
+
+def diffs_markdown(diffs: Sequence[Mapping[str, Any]], limit: int = 65000) -> str:
+    """Several agents in one comment, cut to *limit* characters by whole agents or sections."""
+    if not diffs:
+        return "No agents to compare.\n"
+    blocks = [_md_agent(d) for d in diffs]
+    full = AGENT_SEPARATOR.join(_md_join(head, secs) for head, secs in blocks) + "\n"
+    if len(full) <= limit:
+        return full
+    budget = max(limit - FOOTER_RESERVE, 0)
+    shown: list[str] = []
+    used = 0
+    partial: list[str] = []
+    missing: list[str] = []
+    for diff, (head, sections) in zip(diffs, blocks, strict=True):
+        agent = str(diff.get("agent"))
+        extra = len(AGENT_SEPARATOR) if shown else 0
+        whole = _md_join(head, sections)
+        if used + extra + len(whole) <= budget:
+            shown.append(whole)
+            used += extra + len(whole)
+            continue
+        if used + extra + len(head) + NOTE_RESERVE > budget:
+            missing.append(agent)
+            continue
+        kept: list[tuple[str, str]] = []
+        cut: list[str] = []
+        size = len(head)
+        for name, text in sections:
+            if used + extra + size + 2 + len(text) + NOTE_RESERVE <= budget:
+                kept.append((name, text))
+                size += 2 + len(text)
+            else:
+                cut.append(name)
+        if sections and not kept:
+            missing.append(agent)
+            continue
+        note = (f"… not shown for {agent}: {', '.join(cut)}"
+                f" (run `agentstage diff {agent}` locally)")
+        block = _md_join(head, kept) + "\n\n" + note
+        shown.append(block)
+        used += extra + len(block)
+        partial.append(agent)
+    footer = []
+    if missing:
+        footer.append(f"… {_plural(len(missing), 'agent')} not shown ({_names(missing)}):"
+                      " run `agentstage diff` locally")
+    if partial:
+        footer.append(f"… {_plural(len(partial), 'agent')} shown in part ({_names(partial)}):"
+                      " run `agentstage diff` locally")
+    out = AGENT_SEPARATOR.join(shown) + "\n\n" + "\n\n".join(footer) + "\n"
+    return out if len(out) <= limit else out[: max(limit - 2, 0)] + "…\n"
+
+
+def preview_markdown(preview: Mapping[str, Any]) -> str:
+    agent = preview.get("agent")
+    action = str(preview.get("action") or "revert")
+    out = [f"**{agent}**: preview of {action} `{preview.get('tag')}`"]
+    blocks = (("staging", f"In staging (now {ARROW} after {action})",
+               ("Staging now", f"After {action}")),
+              ("production", "In production after the next publish",
+               ("Production now", "After the next publish")))
+    for key, title, columns in blocks:
+        diff = preview.get(key) or {}
+        changes = list(diff.get("changes") or [])
+        if not changes:
+            what = FORMATTING_ONLY if diff.get("has_changes") else "no changes"
+            out.append(f"**{title}:** {what}")
+            continue
+        out.append(f"**{title}:** {_md_count(changes)}")
+        out += [_md_section(s, items, columns) for s, items in _by_section(changes)]
+    conflicts = list(preview.get("conflicts") or [])
+    if conflicts:
+        out.append(f"**Conflicts:** the {action} cannot be applied;"
+                   " these fields were changed since:\n\n"
+                   + "\n".join(f"- {_md_code(str(c.get('path')))}" for c in conflicts))
+    return "\n\n".join(out) + "\n"
+
+
+__all__ = [
+    "agents_text",
+    "diff_markdown",
+    "diff_text",
+    "diffs_markdown",
+    "history_text",
+    "preview_markdown",
+    "preview_text",
+    "publish_text",
+]

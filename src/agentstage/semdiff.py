@@ -1,0 +1,316 @@
+"""The semantic diff of two agent configurations: only the fields that differ.
+
+Works on `AgentConfig.as_dict()` objects (plain JSON values), so it needs nothing
+beyond the standard library. List entries are matched by their key (`id`, or
+`type` for guardrails), never by position, and reordering is not a change.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+SECTION_ORDER = ("settings", "instructions", "knowledge", "tools", "guardrails")
+# The keyed lists of the `show` shape and the key naming their entries; mirrors
+# model.SECTIONS and model.NESTED_KEYS (a test keeps them in step).
+SECTION_KEYS: dict[str, str] = {
+    "instructions": "id",
+    "knowledge": "id",
+    "tools": "id",
+    "guardrails": "type",
+}
+NESTED_KEYS: dict[tuple[str, str], str] = {("tools", "actions"): "id"}
+
+LONG_TEXT = 80
+
+# Bare keys as fieldpath.KEY_RE reads them; any other key is JSON-quoted.
+_BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+_ENTRY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+"""What `value_at` returns for a path that names nothing."""
+
+
+@dataclass(frozen=True)
+class Change:
+    section: str
+    path: str
+    change: str  # added | removed | modified
+    production: Any  # the old side
+    staging: Any  # the new side
+    text_diff: tuple[str, ...] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "section": self.section,
+            "path": self.path,
+            "change": self.change,
+            "production": self.production,
+            "staging": self.staging,
+        }
+        if self.text_diff is not None:
+            out["text_diff"] = list(self.text_diff)
+        return out
+
+
+# -- paths -------------------------------------------------------------------
+
+
+def key_path(parent: str, key: str) -> str:
+    """`parent.key`; a key that is not an identifier (letters, digits, `_`, `-`) is JSON-quoted."""
+    part = key if _BARE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
+    return f"{parent}.{part}" if parent else part
+
+
+def entry_path(parent: str, ident: str) -> str:
+    """`parent[ident]`; an ident outside the entry-id grammar is JSON-quoted."""
+    part = ident if _ENTRY_ID.match(ident) else json.dumps(ident, ensure_ascii=False)
+    return f"{parent}[{part}]"
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<dot>\.)?(?P<key>[A-Za-z_][A-Za-z0-9_-]*|"(?:[^"\\]|\\.)*")
+    | \[(?P<entry>[A-Za-z0-9][A-Za-z0-9_.:-]*|"(?:[^"\\]|\\.)*")\]
+    """,
+    re.VERBOSE,
+)
+
+
+def parse_path(path: str) -> list[tuple[str, str]]:
+    """`a.b[c].d` -> [("key", "a"), ("key", "b"), ("entry", "c"), ("key", "d")]."""
+    steps: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(path):
+        match = _TOKEN.match(path, pos)
+        if match is None or (match["key"] is not None and bool(steps) != bool(match["dot"])):
+            raise ValueError(f"not a field path: {path!r} (at character {pos + 1})")
+        if match["key"] is not None:
+            raw = match["key"]
+            steps.append(("key", json.loads(raw) if raw.startswith('"') else raw))
+        else:
+            raw = match["entry"]
+            steps.append(("entry", json.loads(raw) if raw.startswith('"') else raw))
+        pos = match.end()
+    if not steps or steps[0][0] != "key":
+        raise ValueError(f"not a field path: {path!r}")
+    return steps
+
+
+def _list_key(fields: tuple[str, ...]) -> str | None:
+    """The key naming entries of the list at *fields* (the path's keys, entries skipped)."""
+    if len(fields) == 1:
+        return SECTION_KEYS.get(fields[0])
+    if len(fields) == 2:
+        return NESTED_KEYS.get((fields[0], fields[1]))
+    return None
+
+
+def value_at(config: Mapping[str, Any] | None, path: str) -> Any:
+    """The value at *path* in an as_dict() config, or MISSING when nothing is there."""
+    node: Any = config
+    fields: tuple[str, ...] = ()
+    for kind, name in parse_path(path):
+        if kind == "key":
+            if not isinstance(node, Mapping) or name not in node:
+                return MISSING
+            node = node[name]
+            fields = (*fields, name)
+        else:
+            key = _list_key(fields)
+            if key is None or not isinstance(node, list):
+                return MISSING
+            node = next((e for e in node if isinstance(e, Mapping) and e.get(key) == name),
+                        MISSING)
+            if node is MISSING:
+                return MISSING
+    return node
+
+
+# -- comparing values ----------------------------------------------------------
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # 1.0 and 1 are the same number
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return sorted((_canonical(v) for v in value), key=_dump)
+    return value
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal as configuration values: list order and 1 vs 1.0 do not matter, bool vs int does."""
+    return _dump(_canonical(a)) == _dump(_canonical(b))
+
+
+def _line_diff(old: str, new: str) -> tuple[str, ...]:
+    lines = list(difflib.unified_diff(_lines(old), _lines(new), lineterm=""))[2:]
+    out: list[str] = []
+    for line in lines:
+        if line.endswith("\n"):
+            out.append(line[:-1])
+        elif line.startswith(("@@", "\\")):
+            out.append(line)
+        else:
+            out += [line, "\\ No newline at end of file"]
+    return tuple(out)
+
+
+def _lines(text: str) -> list[str]:
+    parts = [p + "\n" for p in text.split("\n")]
+    parts[-1] = parts[-1][:-1]
+    return parts if parts[-1] else parts[:-1]
+
+
+def _is_long_text(value: Any) -> bool:
+    return isinstance(value, str) and ("\n" in value or len(value) > LONG_TEXT)
+
+
+# -- the diff --------------------------------------------------------------------
+
+
+def diff_configs(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[Change]:
+    """What changed from *old* (production side) to *new* (staging side).
+
+    Either side may be None: the agent does not exist there.
+    """
+    changes = list(_diff_settings(old, new))
+    for section, key in SECTION_KEYS.items():
+        old_list = _entries(old, section)
+        new_list = _entries(new, section)
+        changes += _diff_keyed(section, section, (section,), old_list, new_list, key)
+    return changes
+
+
+def _entries(config: Mapping[str, Any] | None, section: str) -> list[Any] | None:
+    if config is None:
+        return None
+    value = config.get(section)
+    return value if isinstance(value, list) else []
+
+
+def _diff_settings(old: Mapping[str, Any] | None,
+                   new: Mapping[str, Any] | None) -> Iterator[Change]:
+    def settings(config: Mapping[str, Any] | None) -> dict[str, Any]:
+        if config is None:
+            return {}
+        return {k: v for k, v in config.items() if k not in SECTION_KEYS}
+
+    yield from _diff_mapping("settings", "", (), settings(old), settings(new))
+
+
+def _diff_mapping(section: str, path: str, fields: tuple[str, ...],
+                  old: Mapping[str, Any], new: Mapping[str, Any]) -> Iterator[Change]:
+    for key, value in new.items():
+        yield from _diff_value(section, key_path(path, key), (*fields, key),
+                               old.get(key, MISSING), value)
+    for key, value in old.items():
+        if key not in new:
+            yield Change(section, key_path(path, key), "removed", value, None)
+
+
+def _diff_value(section: str, path: str, fields: tuple[str, ...],
+                old: Any, new: Any) -> Iterator[Change]:
+    if old is MISSING:
+        yield Change(section, path, "added", None, new)
+        return
+    key = _list_key(fields)
+    if key is not None and isinstance(old, list) and isinstance(new, list):
+        yield from _diff_keyed(section, path, fields, old, new, key)
+    elif isinstance(old, Mapping) and isinstance(new, Mapping):
+        yield from _diff_mapping(section, path, fields, old, new)
+    elif not same(old, new):
+        text_diff = None
+        if isinstance(old, str) and isinstance(new, str) and (
+            _is_long_text(old) or _is_long_text(new)
+        ):
+            text_diff = _line_diff(old, new)
+        yield Change(section, path, "modified", old, new, text_diff)
+
+
+def _keyed(entries: list[Any], key: str) -> dict[str, Any] | None:
+    """Entries by key, or None when some entry has no usable, unique key."""
+    out: dict[str, Any] = {}
+    for entry in entries:
+        ident = entry.get(key) if isinstance(entry, Mapping) else None
+        if not isinstance(ident, str) or ident in out:
+            return None
+        out[ident] = entry
+    return out
+
+
+def _diff_keyed(section: str, path: str, fields: tuple[str, ...],
+                old: list[Any] | None, new: list[Any] | None, key: str) -> Iterator[Change]:
+    # Either side None: the agent is absent there; each entry is one change.
+    old_by = _keyed(old or [], key)
+    new_by = _keyed(new or [], key)
+    if old_by is None or new_by is None:
+        # Not valid as_dict() input; compare the lists whole rather than guess.
+        if old is None or new is None:
+            yield Change(section, path, "added" if old is None else "removed",
+                         None if old is None else old, new)
+        elif not same(old, new):
+            yield Change(section, path, "modified", old, new)
+        return
+    for ident, entry in new_by.items():
+        here = entry_path(path, ident)
+        before = old_by.get(ident, MISSING)
+        if before is MISSING:
+            yield Change(section, here, "added", None, entry)
+        else:
+            yield from _diff_entry(section, here, fields, before, entry, key)
+    for ident, entry in old_by.items():
+        if ident not in new_by:
+            yield Change(section, entry_path(path, ident), "removed", entry, None)
+
+
+def _diff_entry(section: str, path: str, fields: tuple[str, ...],
+                old: Mapping[str, Any], new: Mapping[str, Any], key: str) -> Iterator[Change]:
+    rest_old = {k: v for k, v in old.items() if k != key}
+    rest_new = {k: v for k, v in new.items() if k != key}
+    yield from _diff_mapping(section, path, fields, rest_old, rest_new)
+
+
+# -- summaries -------------------------------------------------------------------
+
+
+def _section_of(change: Change | Mapping[str, Any]) -> str:
+    return change.section if isinstance(change, Change) else str(change["section"])
+
+
+def section_counts(changes: Iterable[Change | Mapping[str, Any]]) -> list[tuple[str, int]]:
+    """(section, number of changes) for sections with changes, in section order."""
+    counts: dict[str, int] = {}
+    for change in changes:
+        section = _section_of(change)
+        counts[section] = counts.get(section, 0) + 1
+    known = [(s, counts.pop(s)) for s in SECTION_ORDER if s in counts]
+    return known + list(counts.items())
+
+
+def summarize(changes: Iterable[Change | Mapping[str, Any]]) -> str:
+    """E.g. "3 changes: settings 1, tools 2"; "no changes" for none."""
+    counts = section_counts(changes)
+    total = sum(n for _, n in counts)
+    if not total:
+        return "no changes"
+    noun = "change" if total == 1 else "changes"
+    return f"{total} {noun}: " + ", ".join(f"{s} {n}" for s, n in counts)
