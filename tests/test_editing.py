@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import commit_all, git, tree_state
 
 from agentstage.store import Store
+from conftest import commit_all, git, tree_state
 
 AGENT = "billing-support"
 DIR = Path("agents") / AGENT

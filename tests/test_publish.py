@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import commit_all, git, tree_state
 
 AGENT = "billing-support"
@@ -169,7 +170,7 @@ def test_history_filters(run: Any, repo: Path, monkeypatch: pytest.MonkeyPatch) 
     edit_file(repo, AGENT_YAML, "temperature: 0.2", "temperature: 0.3")
     assert run("publish", AGENT, "-m", "two", repo=repo).code == 0
     entries = run("history", "--format", "json", repo=repo).json()
-    assert [e["tag"] for e in entries][0] == f"{AGENT}/v2"
+    assert next(e["tag"] for e in entries) == f"{AGENT}/v2"
     assert {e["tag"] for e in entries} == {f"{AGENT}/v1", f"{AGENT}/v2", "hr-helpdesk/v1"}
     bob = run("history", "--author", "BOB", "--format", "json", repo=repo).json()
     assert [e["tag"] for e in bob] == [f"{AGENT}/v2"]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import commit_all, git, tree_state
 
 AGENT = "billing-support"

@@ -10,7 +10,15 @@ from agentstage.config import load_agent
 from agentstage.errors import AgentstageError, NotFound, UsageError
 from agentstage.ids import check_agent_id
 from agentstage.model import AgentConfig
-from agentstage.store import STAGING, Identity, Store, parse_identity, production_ref, tag_ref
+from agentstage.store import (
+    PRODUCTION_PREFIX,
+    STAGING,
+    Identity,
+    Store,
+    parse_identity,
+    production_ref,
+    tag_ref,
+)
 
 
 def warn(message: str) -> None:
@@ -124,7 +132,7 @@ def show_config(store: Store, agent: str, env: str) -> dict[str, Any]:
 def agents_table(store: Store) -> list[dict[str, Any]]:
     staging = staging_head(store)
     names = set(store.list_agents(staging))
-    names |= {n.removeprefix("refs/heads/production/") for n in store.refs("refs/heads/production/")}
+    names |= {n.removeprefix(PRODUCTION_PREFIX) for n in store.refs(PRODUCTION_PREFIX)}
     rows = []
     for agent in sorted(names):
         production = store.ref(production_ref(agent))
@@ -142,6 +150,7 @@ def agents_table(store: Store) -> list[dict[str, Any]]:
             "production": {"version": version or None,
                            "tag": f"{agent}/v{version}" if version else None,
                            "commit": production},
-            "staging_differs": store.agent_tree(staging, agent) != store.agent_tree(production, agent),
+            "staging_differs": store.agent_tree(staging, agent)
+            != store.agent_tree(production, agent),
         })
     return rows

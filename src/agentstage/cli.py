@@ -201,7 +201,8 @@ def schema(file: str | None, out_dir: Path | None) -> None:
         return
     if file is not None:
         if file not in schemas:
-            raise UsageError(f"no agent file {file!r}", hint=f"choose one of {', '.join(AGENT_FILES)}")
+            raise UsageError(f"no agent file {file!r}",
+                             hint=f"choose one of {', '.join(AGENT_FILES)}")
         click.echo(json.dumps(schemas[file], indent=2))
     else:
         click.echo(json.dumps(schemas, indent=2))
@@ -263,12 +264,19 @@ def _yaml_dump(value: Any) -> str:
     import io
 
     from ruamel.yaml import YAML
+    from ruamel.yaml.scalarstring import LiteralScalarString
 
-    yaml = YAML(typ="safe", pure=True)
+    def blocks(v: Any) -> Any:  # long texts as `|` blocks, the way people write them
+        if isinstance(v, dict):
+            return {k: blocks(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [blocks(x) for x in v]
+        return LiteralScalarString(v) if isinstance(v, str) and "\n" in v.rstrip("\n") else v
+
+    yaml = YAML()
     yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
     out = io.StringIO()
-    yaml.dump(value, out)
+    yaml.dump(blocks(value), out)
     return out.getvalue()
 
 
@@ -478,7 +486,7 @@ def _rollback_command(name: str) -> Callable[..., None]:
       agentstage {name} support-bot v3 --preview
       agentstage {name} support-bot v3 -m "v3 broke refunds"
     """
-    return cli.command(name=name)(command)  # type: ignore[no-any-return]
+    return cli.command(name=name)(command)
 
 
 _rollback_command("revert")
@@ -489,7 +497,7 @@ _rollback_command("restore")
 
 
 def _wants_json(args: Sequence[str]) -> bool:
-    pairs = zip(args, [*args[1:], ""])
+    pairs = zip(args, [*args[1:], ""], strict=False)
     return "--format=json" in args or any(a == "--format" and b == "json" for a, b in pairs)
 
 

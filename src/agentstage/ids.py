@@ -7,7 +7,9 @@ import re
 from agentstage.errors import UsageError
 
 AGENT_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-AGENT_ID_RULE = "lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters"
+AGENT_ID_RULE = (
+    "lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters"
+)
 
 
 def is_agent_id(value: str) -> bool:

@@ -74,7 +74,8 @@ class Guardrail(Strict):
 class Section:
     """One file of an agent: its name, the section it diffs under, its model."""
 
-    def __init__(self, name: str, file: str, model: type[BaseModel], is_list: bool, key: str) -> None:
+    def __init__(self, name: str, file: str, model: type[BaseModel], is_list: bool,
+                 key: str) -> None:
         self.name = name
         self.file = file
         self.model = model

@@ -14,8 +14,15 @@ from agentstage.agents import (
     resolve_identity,
     warn,
 )
+from agentstage.errors import (
+    Conflict,
+    InvalidConfig,
+    NotFound,
+    NothingToPublish,
+    Problem,
+    UsageError,
+)
 from agentstage.faults import crash_point
-from agentstage.errors import Conflict, InvalidConfig, NothingToPublish, NotFound, Problem, UsageError
 from agentstage.ids import check_agent_id, is_agent_id
 from agentstage.semdiff import diff_configs
 from agentstage.store import TAG_PREFIX, Identity, Store, TagInfo, production_ref, tag_ref
@@ -232,7 +239,7 @@ def history(store: Store, agent: str | None = None, author: str | None = None,
             if is_agent_id(owner) and v.startswith("v") and v[1:].isdigit():
                 names.append(name)
         found = [store.tag(n) for n in names]
-        infos = iter(sorted((i for i in found if i is not None),
+        infos = (i for i in sorted((i for i in found if i is not None),
                             key=lambda i: (i.time, int(i.name.rpartition("/v")[2])),
                             reverse=True))
     out: list[dict[str, Any]] = []

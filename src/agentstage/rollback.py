@@ -9,41 +9,26 @@ Neither touches production: that waits for the next publish.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from agentstage.agents import AgentState, agent_state, load_at, parse_tag
 from agentstage.config import agent_dir, load_agent
 from agentstage.edit import Edit, apply_edits
 from agentstage.editing import commit_agent_files
-from agentstage.errors import Conflict, NothingToPublish, NotFound
+from agentstage.errors import Conflict, NotFound, NothingToPublish
 from agentstage.fieldpath import parse_path
 from agentstage.model import AgentConfig
 from agentstage.publishing import RESTORE_TRAILER, REVERT_TRAILER, parse_record
-from agentstage.semdiff import MISSING, Change, diff_configs, value_at
+from agentstage.semdiff import MISSING, Change, diff_configs, same, value_at
 from agentstage.store import Store, TagInfo
-
-
-def _canon(value: Any) -> str:
-    """Equality that ignores order in lists, as the diff does."""
-    def norm(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: norm(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return sorted((norm(x) for x in v), key=lambda x: json.dumps(x, sort_keys=True))
-        return v
-    return json.dumps(norm(value), sort_keys=True)
-
-
-def _same(a: Any, b: Any) -> bool:
-    return _canon(a) == _canon(b)
 
 
 def _tag_info(store: Store, agent: str, text: str) -> tuple[TagInfo, int]:
     tag, version = parse_tag(agent, text)
     info = store.tag(tag)
     if info is None:
-        raise NotFound(f"no publish {tag}", hint=f"see the publishes with 'agentstage history {agent}'")
+        raise NotFound(f"no publish {tag}",
+                       hint=f"see the publishes with 'agentstage history {agent}'")
     return info, version
 
 
@@ -55,8 +40,8 @@ def plan_revert(store: Store, state: AgentState, info: TagInfo, version: int
                 ) -> tuple[dict[str, bytes] | None, list[dict[str, str]], bool]:
     """(new staging files or None to remove the agent, conflicts, anything to do)."""
     agent = state.agent
-    before = load_at(store, store.tag(f"{agent}/v{version - 1}").target
-                     if version > 1 and store.tag(f"{agent}/v{version - 1}") else None, agent)
+    previous = store.tag(f"{agent}/v{version - 1}") if version > 1 else None
+    before = load_at(store, previous.target if previous else None, agent)
     after = load_at(store, info.target, agent)
     files = store.agent_files(state.staging, agent)
     current = load_agent(agent, files) if files is not None else None
@@ -65,8 +50,8 @@ def plan_revert(store: Store, state: AgentState, info: TagInfo, version: int
     if before is None:  # the first publish created the agent: undoing it removes the agent
         if cur is None:
             return None, [], False
-        conflicts = [{"path": c.path} for c in diff_configs(_config_dict(after), cur)]
-        return None, conflicts, True
+        changed = diff_configs(_config_dict(after), cur)
+        return None, [{"path": c.path} for c in changed], True
     edits: list[Edit] = []
     conflicts: list[dict[str, str]] = []
     for change in introduced:
@@ -91,14 +76,14 @@ def _undo(change: Change, current: dict[str, Any] | None) -> tuple[Edit | None, 
     if change.change == "added":
         if now is MISSING:
             return None, False
-        return (Edit(path, remove=True), False) if _same(now, change.staging) else (None, True)
+        return (Edit(path, remove=True), False) if same(now, change.staging) else (None, True)
     if change.change == "removed":
         if now is MISSING:
             return Edit(path, change.production), False
-        return (None, False) if _same(now, change.production) else (None, True)
-    if _same(now, change.production):
+        return (None, False) if same(now, change.production) else (None, True)
+    if same(now, change.production):
         return None, False
-    if now is not MISSING and _same(now, change.staging):
+    if now is not MISSING and same(now, change.staging):
         return Edit(path, change.production), False
     return None, True
 

@@ -8,6 +8,7 @@ ref that moved under us is a Conflict, never an overwrite.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
@@ -15,9 +16,17 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pygit2
+from pygit2.enums import FileMode
 
 from agentstage.config import AGENTS_DIR, agent_dir
-from agentstage.errors import AgentstageError, Conflict, InvalidConfig, NotFound, Problem, UsageError
+from agentstage.errors import (
+    AgentstageError,
+    Conflict,
+    InvalidConfig,
+    NotFound,
+    Problem,
+    UsageError,
+)
 
 STAGING = "refs/heads/staging"
 PRODUCTION_PREFIX = "refs/heads/production/"
@@ -159,6 +168,11 @@ class Store:
         for c in walker:
             yield str(c.id), c.message
 
+    def _blob(self, oid: pygit2.Oid | str) -> bytes:
+        blob = self._repo[oid]
+        assert isinstance(blob, pygit2.Blob)
+        return bytes(blob.data)
+
     def _subtree(self, commit: str, path: str) -> pygit2.Tree | None:
         tree = self._commit(commit).tree
         try:
@@ -185,13 +199,13 @@ class Store:
         files: dict[str, bytes] = {}
         problems = []
         for entry in tree:
-            if entry.filemode not in (pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE):
-                kind = {pygit2.GIT_FILEMODE_TREE: "subdirectories",
-                        pygit2.GIT_FILEMODE_LINK: "symbolic links"}.get(entry.filemode, "submodules")
+            if entry.filemode not in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
+                kind = {FileMode.TREE: "subdirectories",
+                        FileMode.LINK: "symbolic links"}.get(entry.filemode, "submodules")
                 problems.append(Problem(f"{agent_dir(agent)}/{entry.name}", None, "",
                                         f"{kind} are not allowed in an agent"))
                 continue
-            files[entry.name] = self._repo[entry.id].data
+            files[str(entry.name)] = self._blob(entry.id)
         if problems:
             raise InvalidConfig(problems)
         return files
@@ -202,13 +216,13 @@ class Store:
         tree = self._subtree(commit, AGENTS_DIR)
         if tree is None:
             return []
-        return [e.name for e in tree if e.filemode == pygit2.GIT_FILEMODE_TREE]
+        return [str(e.name) for e in tree if e.filemode == FileMode.TREE]
 
     def changed_agents(self, old: str | None, new: str | None) -> list[str]:
         """Agents whose directory differs between two commits (one level of tree compare)."""
         def entries(commit: str | None) -> dict[str, str]:
             tree = self._subtree(commit, AGENTS_DIR) if commit else None
-            return {e.name: str(e.id) for e in tree} if tree is not None else {}
+            return {str(e.name): str(e.id) for e in tree} if tree is not None else {}
         a, b = entries(old), entries(new)
         return sorted(n for n in a.keys() | b.keys() if a.get(n) != b.get(n))
 
@@ -248,10 +262,10 @@ class Store:
         else:
             agent_builder = repo.TreeBuilder()
             for name, data in sorted(files.items()):
-                agent_builder.insert(name, repo.create_blob(data), pygit2.GIT_FILEMODE_BLOB)
-            agents_builder.insert(agent, agent_builder.write(), pygit2.GIT_FILEMODE_TREE)
+                agent_builder.insert(name, repo.create_blob(data), FileMode.BLOB)
+            agents_builder.insert(agent, agent_builder.write(), FileMode.TREE)
         root_builder = repo.TreeBuilder(root) if root is not None else repo.TreeBuilder()
-        root_builder.insert(AGENTS_DIR, agents_builder.write(), pygit2.GIT_FILEMODE_TREE)
+        root_builder.insert(AGENTS_DIR, agents_builder.write(), FileMode.TREE)
         return self.commit_tree(parent, str(root_builder.write()), message, who)
 
     def commit_tree(self, parent: str | None, tree: str, message: str, who: Identity) -> str:
@@ -268,7 +282,7 @@ class Store:
         if parent:
             index.read_tree(self._commit(parent).tree)
         for path, data in files.items():
-            index.add(pygit2.IndexEntry(path, repo.create_blob(data), pygit2.GIT_FILEMODE_BLOB))
+            index.add(pygit2.IndexEntry(path, repo.create_blob(data), FileMode.BLOB))
         return self.commit_tree(parent, str(index.write_tree(repo)), message, who)
 
     def write_tag(self, name: str, target: str, who: Identity, message: str,
@@ -279,7 +293,8 @@ class Store:
         offset = abs(sig.offset)
         raw = (
             f"object {target}\ntype commit\ntag {name}\n"
-            f"tagger {sig.name} <{sig.email}> {sig.time} {sign}{offset // 60:02d}{offset % 60:02d}\n"
+            f"tagger {sig.name} <{sig.email}> {sig.time} "
+            f"{sign}{offset // 60:02d}{offset % 60:02d}\n"
             f"\n{message}"
         )
         if not raw.endswith("\n"):
@@ -346,7 +361,7 @@ class Store:
         if tree is None:
             return {}
         return {f"{directory}/{e.name}": str(e.id) for e in tree
-                if e.filemode != pygit2.GIT_FILEMODE_TREE}
+                if e.filemode != FileMode.TREE}
 
     def _check_clean(self, directory: str) -> None:
         workdir = self.workdir
@@ -385,13 +400,11 @@ class Store:
                 continue
             target = workdir / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self._repo[oid].data)
+            target.write_bytes(self._blob(oid))
             index.add(path)
         if not after and (workdir / directory).is_dir():
-            try:
+            with contextlib.suppress(OSError):
                 (workdir / directory).rmdir()
-            except OSError:
-                pass
         index.write()
 
     # -- for hooks and remotes: the index, quarantined objects, deletions -------------------
@@ -497,7 +510,7 @@ class Store:
                 if "/" in name:
                     problems.append(Problem(where, None, "",
                                             "subdirectories are not allowed in an agent"))
-                elif mode not in (pygit2.GIT_FILEMODE_BLOB, pygit2.GIT_FILEMODE_BLOB_EXECUTABLE):
+                elif mode not in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
                     kind = "symbolic links" if mode == pygit2.GIT_FILEMODE_LINK else "submodules"
                     problems.append(Problem(where, None, "", f"{kind} are not allowed in an agent"))
                 else:
