@@ -400,9 +400,13 @@ def diff(obj: Context, agents: tuple[str, ...], exit_code: bool, base: str | Non
 @click.argument("agent")
 @click.option("-m", "--message", "reason", required=True, help="Why this goes live (recorded).")
 @click.option("--dry-run", is_flag=True, help="Show what would be published; change nothing.")
+@click.option("--push", "remote", metavar="REMOTE",
+              help="Then push production and the tag to REMOTE atomically (its hooks run); "
+                   "a refusal puts the local refs back (exit 7).")
 @format_option("text", "json")
 @pass_ctx
-def publish(obj: Context, agent: str, reason: str, dry_run: bool, fmt: str) -> None:
+def publish(obj: Context, agent: str, reason: str, dry_run: bool, remote: str | None,
+            fmt: str) -> None:
     """Make staging live for one agent.
 
     production/AGENT fast-forwards to staging and an annotated tag AGENT/vN
@@ -414,10 +418,15 @@ def publish(obj: Context, agent: str, reason: str, dry_run: bool, fmt: str) -> N
     Examples:
       agentstage publish support-bot -m "Warmer replies for tier-1"
       agentstage publish support-bot -m "check" --dry-run
+      agentstage publish support-bot -m "Warmer replies" --push origin
     """
     from agentstage import publishing, render
 
     result = publishing.publish(obj.store, agent, reason, obj.author, dry_run)
+    if remote:
+        from agentstage.remote import push_published
+
+        push_published(obj.store, remote, result)  # nothing to push after --dry-run
     for line in result.get("repaired", []):
         click.echo(f"warning: {line}", err=True)
     emit(fmt, result, lambda: render.publish_text(result, use_color()))

@@ -1,0 +1,161 @@
+"""The hook and policy commands: `hook`, `hooks install|uninstall`, `policy show|set`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agentstage.cli import Context, cli, emit, format_option, pass_ctx
+from agentstage.errors import PolicyDenied
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name", type=click.Choice(["pre-commit", "pre-receive"]))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def hook(obj: Context, name: str, args: tuple[str, ...]) -> None:
+    """Run a git hook (the installed hook scripts call this; you rarely do).
+
+    \b
+    pre-commit   validate the agents the commit touches, as staged in the index
+    pre-receive  on a server: refuse a push that breaks a rule (exit 7)
+
+    A hook that was installed before agentstage's (kept as NAME.local) runs first;
+    when it fails, so does this.
+    """
+    from agentstage import hooks
+
+    store = obj.store
+    stdin = sys.stdin.buffer.read() if name == "pre-receive" else None
+    code = hooks.run_kept(store, name, args, stdin)
+    if code != 0:
+        raise click.exceptions.Exit(code)
+    if name == "pre-commit":
+        from agentstage.validation import raise_if_invalid, render_results
+
+        results = hooks.check_staged(store)
+        if not all(r["valid"] for r in results):
+            click.echo(render_results(results), err=True)
+        raise_if_invalid(results)
+        return
+    refusals = hooks.pre_receive(store, (stdin or b"").decode(errors="replace"), os.environ)
+    if refusals:
+        lines = [line for r in refusals for line in r.lines()]
+        # main prints "error: " before the first line; the other refusals get their own
+        text = "\n".join(f"error: {line}" if n and not line.startswith("  ") else line
+                         for n, line in enumerate(lines))
+        raise PolicyDenied(text, hint="nothing was pushed: the push is all or nothing")
+
+
+@cli.group()
+def hooks() -> None:
+    """Install or remove agentstage's git hooks in a repository.
+
+    Hooks already there are kept (as NAME.local) and still run first.
+    """
+
+
+@hooks.command()
+@click.option("--server", is_flag=True, help="Install the server hook (pre-receive) into a "
+              "bare repository instead of the checkout's pre-commit.")
+@format_option("text", "json")
+@pass_ctx
+def install(obj: Context, server: bool, fmt: str) -> None:
+    """Install the pre-commit hook into a checkout, or with --server the pre-receive hook.
+
+    \b
+    Examples:
+      agentstage hooks install
+      agentstage -C /srv/git/agents.git hooks install --server
+    """
+    from agentstage import hooks as hooks_mod
+
+    result = hooks_mod.install(obj.store, server)
+    emit(fmt, result, lambda: _hooks_text(result))
+
+
+@hooks.command()
+@format_option("text", "json")
+@pass_ctx
+def uninstall(obj: Context, fmt: str) -> None:
+    """Remove agentstage's hooks only, putting back any hook install kept.
+
+    \b
+    Example:
+      agentstage hooks uninstall
+    """
+    from agentstage import hooks as hooks_mod
+
+    result = hooks_mod.uninstall(obj.store)
+    emit(fmt, result, lambda: _hooks_text(result))
+
+
+def _hooks_text(result: dict[str, Any]) -> str:
+    rows = result["hooks"] or [{"hook": "(none)", "action": "no agentstage hook found"}]
+    return "\n".join(f"{r['hook']}: {r['action']}" for r in rows) + \
+        f"\n(in {result['hooks_dir']})"
+
+
+@cli.group()
+def policy() -> None:
+    """Show or set the server policy (policy.yaml on refs/meta/agentstage).
+
+    \b
+    admins: [alice]          # may change the policy
+    editors: ["*"]           # may push staging; "*" is any authenticated pusher
+    publishers:              # may publish; keys are agent ids or "*"
+      "*": [alice]
+      support-bot: [bob]
+
+    A list left out names nobody. Without a policy anyone who can push may edit
+    and publish. The pusher's name comes from the variable named by the server's
+    git config agentstage.identity (default REMOTE_USER).
+    """
+
+
+@policy.command(name="show")
+@format_option("text", "json")
+@pass_ctx
+def policy_show(obj: Context, fmt: str) -> None:
+    """Print the policy in force.
+
+    \b
+    Example:
+      agentstage policy show --format json
+    """
+    from agentstage.policy import show_policy
+
+    result = show_policy(obj.store)
+    emit(fmt, result, lambda: (result["text"] or "no policy: anyone who can push may edit "
+                               "and publish\n") + f"# identity from ${result['identity_variable']}")
+
+
+@policy.command(name="set")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-m", "--message", help="Commit message.")
+@format_option("text", "json")
+@pass_ctx
+def policy_set(obj: Context, file: Path, message: str | None, fmt: str) -> None:
+    """Commit FILE as the policy on refs/meta/agentstage (checked first).
+
+    In a clone, push it afterwards (git push origin refs/meta/agentstage): the
+    server accepts it from an admin only. Run it on the server repository itself
+    (-C) to bootstrap.
+
+    \b
+    Examples:
+      agentstage policy set policy.yaml -m "Bob publishes support-bot"
+      git push origin refs/meta/agentstage
+    """
+    from agentstage.agents import resolve_identity
+    from agentstage.policy import set_policy
+
+    store = obj.store
+    result = set_policy(store, file.read_bytes(), resolve_identity(store, obj.author), message)
+    emit(fmt, result, lambda: (f"policy set ({result['commit'][:12]}); push it with: git push "
+                               "REMOTE refs/meta/agentstage") if result["changed"]
+         else "policy unchanged")

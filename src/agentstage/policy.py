@@ -1,0 +1,137 @@
+"""The server policy: who may change it, edit staging, and publish each agent.
+
+It lives as `policy.yaml` in the tip of `refs/meta/agentstage` (like Gerrit's
+`refs/meta/config`): a ref the server hook protects, so every change to it is a
+commit, versioned and auditable. No policy means anyone who can push may edit and
+publish; the structural rules of the server hook hold either way.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from agentstage.errors import InvalidConfig, Problem, UsageError
+from agentstage.ids import is_agent_id
+from agentstage.store import Identity, Store
+
+META_REF = "refs/meta/agentstage"
+POLICY_FILE = "policy.yaml"
+IDENTITY_CONFIG = "agentstage.identity"
+DEFAULT_IDENTITY_VAR = "REMOTE_USER"
+ANYONE = "*"
+
+
+class Policy(BaseModel):
+    """A list left out names nobody; "*" names any authenticated pusher."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    admins: list[str] = []
+    editors: list[str] = []
+    publishers: dict[str, list[str]] = {}
+
+    @field_validator("admins", "editors")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name.strip():
+                raise ValueError("a name must not be empty")
+        return value
+
+    @field_validator("publishers")
+    @classmethod
+    def _agents(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for agent, names in value.items():
+            if agent != ANYONE and not is_agent_id(agent):
+                raise ValueError(f"{agent!r} is neither an agent id nor \"*\"")
+            if any(not n.strip() for n in names):
+                raise ValueError("a name must not be empty")
+        return value
+
+    def is_admin(self, who: str | None) -> bool:
+        return _member(who, self.admins)
+
+    def is_editor(self, who: str | None) -> bool:
+        return _member(who, self.editors)
+
+    def is_publisher(self, who: str | None, agent: str) -> bool:
+        return _member(who, self.publishers.get(agent, [])) or \
+            _member(who, self.publishers.get(ANYONE, []))
+
+
+def _member(who: str | None, names: list[str]) -> bool:
+    return who is not None and (who in names or ANYONE in names)
+
+
+def parse_policy(data: bytes, file: str = f"{META_REF}:{POLICY_FILE}") -> Policy:
+    """Strict YAML (as for agent files) into a Policy, every problem located."""
+    from agentstage.yamlload import parse_yaml
+
+    doc = parse_yaml(data, file)
+    if not isinstance(doc.data, dict):
+        raise InvalidConfig([Problem(file, doc.line_of(()), "",
+                                     "must be a mapping with admins, editors, publishers")])
+    try:
+        return Policy.model_validate(doc.data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(s for s in error["loc"] if isinstance(s, (str, int)))
+            path = ".".join(str(s) for s in loc)
+            message = "unknown field (expected admins, editors, publishers)" \
+                if error["type"] == "extra_forbidden" else str(error["msg"]).removeprefix(
+                    "Value error, ")
+            problems.append(Problem(file, doc.line_of(loc), path, message))
+        raise InvalidConfig(problems, hint="see 'agentstage policy --help' for the format") \
+            from None
+
+
+def load_policy(store: Store, commit: str | None) -> Policy | None:
+    """The policy at *commit* of the meta ref; None when there is none."""
+    if commit is None:
+        return None
+    data = store.file_at(commit, POLICY_FILE)
+    return None if data is None else parse_policy(data)
+
+
+def identity_variable(store: Store) -> str:
+    return store.config(IDENTITY_CONFIG) or DEFAULT_IDENTITY_VAR
+
+
+def pusher(store: Store) -> str | None:
+    """The authenticated pusher, from the variable the git host sets (None when unset)."""
+    value = os.environ.get(identity_variable(store), "").strip()
+    return value or None
+
+
+def show_policy(store: Store) -> dict[str, Any]:
+    commit = store.ref(META_REF)
+    data = store.file_at(commit, POLICY_FILE) if commit else None
+    policy = parse_policy(data) if data is not None else None
+    return {
+        "ref": META_REF,
+        "commit": commit,
+        "identity_variable": identity_variable(store),
+        "policy": policy.model_dump() if policy else None,
+        "text": data.decode() if data is not None else None,
+    }
+
+
+def set_policy(store: Store, data: bytes, who: Identity, message: str | None = None) \
+        -> dict[str, Any]:
+    """Commit *data* as policy.yaml on the meta ref (compare-and-swap). The server's hook
+    decides at push time whether the pusher is an admin."""
+    policy = parse_policy(data, POLICY_FILE)
+    if not policy.admins:
+        raise UsageError("a policy without admins could never be changed again",
+                         hint="name at least one admin: admins: [alice]")
+    old = store.ref(META_REF)
+    if old is not None and store.file_at(old, POLICY_FILE) == data:
+        return {"ref": META_REF, "commit": old, "changed": False}
+    new = store.commit_files(old, {POLICY_FILE: data}, message or "Set the agentstage policy",
+                             who)
+    store.update_refs({META_REF: (old, new)}, "agentstage policy set", who)
+    return {"ref": META_REF, "commit": new, "changed": True}
