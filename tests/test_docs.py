@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 import pytest
-from conftest import ROOT
 
 from agentstage.cli import cli
+from conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
 

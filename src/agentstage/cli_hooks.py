@@ -26,6 +26,10 @@ def hook(obj: Context, name: str, args: tuple[str, ...]) -> None:
 
     A hook that was installed before agentstage's (kept as NAME.local) runs first;
     when it fails, so does this.
+
+    \b
+    Example (what hooks/pre-commit runs):
+      agentstage hook pre-commit
     """
     from agentstage import hooks
 
@@ -56,6 +60,11 @@ def hooks() -> None:
     """Install or remove agentstage's git hooks in a repository.
 
     Hooks already there are kept (as NAME.local) and still run first.
+
+    \b
+    Examples:
+      agentstage hooks install
+      agentstage -C /srv/git/agents.git hooks install --server
     """
 
 
@@ -114,6 +123,11 @@ def policy() -> None:
     A list left out names nobody. Without a policy anyone who can push may edit
     and publish. The pusher's name comes from the variable named by the server's
     git config agentstage.identity (default REMOTE_USER).
+
+    \b
+    Examples:
+      agentstage policy show
+      agentstage policy set policy.yaml -m "Bob publishes support-bot"
     """
 
 

@@ -197,7 +197,8 @@ def load_agent(agent: str, files: Mapping[str, bytes], where: str | None = None)
     for name in files:
         if name not in SECTION_BY_FILE and not name.endswith(DOC_SUFFIXES):
             close = difflib.get_close_matches(name, AGENT_FILES, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else f" (expected {', '.join(AGENT_FILES)})"
+            hint = (f" (did you mean {close[0]}?)" if close
+                    else f" (expected {', '.join(AGENT_FILES)})")
             problems.append(Problem(f"{base}/{name}", None, "", "unknown file" + hint))
     values: dict[str, Any] = {}
     for section in SECTIONS:
@@ -222,18 +223,27 @@ def load_agent(agent: str, files: Mapping[str, bytes], where: str | None = None)
     return AgentConfig(**values)
 
 
-def read_agent_dir(path: Path) -> dict[str, bytes]:
-    """The files of an agent directory on disk; links and subdirectories are problems."""
+def read_agent_dir(path: Path, where: str | None = None) -> dict[str, bytes]:
+    """The files of an agent directory on disk; links and subdirectories are problems.
+
+    *where* is the directory shown in messages (defaults to *path*).
+    """
+    base = where if where is not None else str(path)
+    if path.is_symlink():
+        raise InvalidConfig([Problem(base, None, "", "an agent directory must not be a "
+                                     "symbolic link")])
     files: dict[str, bytes] = {}
     problems: list[Problem] = []
     for entry in sorted(os.scandir(path), key=lambda e: e.name):
-        shown = f"{path}/{entry.name}"
+        shown = f"{base}/{entry.name}"
         if entry.is_symlink():
             problems.append(Problem(shown, None, "", "symbolic links are not allowed in an agent"))
         elif entry.is_dir():
             problems.append(Problem(shown, None, "", "subdirectories are not allowed in an agent"))
         elif entry.name.startswith("."):
             continue
+        elif not entry.is_file():  # a fifo or device would block or never end
+            problems.append(Problem(shown, None, "", "not a regular file"))
         else:
             size = entry.stat().st_size
             if size > MAX_FILE_BYTES:

@@ -39,20 +39,29 @@ def _agent_dirs(path: Path) -> list[Path]:
 
 
 def validate_disk(paths: list[Path], repo: str | None) -> list[dict[str, Any]]:
+    """Check agent directories on disk. Relative *paths* are taken in *repo* when given, as
+    `git -C` does; with no paths, every agent of the repository. Directories inside the
+    repository are shown relative to it: agents/<id>."""
+    base: Path | None = None
     if not paths:
         root = Path(repo) if repo else None
-        if root is None:
-            store = Store.open(None)
+        if root is None or not (root / AGENTS_DIR).is_dir():
+            store = Store.open(repo)
             root = store.workdir
             if root is None:
                 raise UsageError("a bare repository has no files on disk",
                                  hint="use --ref staging")
-        paths = [root]
-    dirs: list[Path] = []
-    for path in paths:
-        for found in _agent_dirs(path):
-            if found not in dirs:
-                dirs.append(found)
+        base = root
+        dirs = find_agent_dirs(root)
+    else:
+        if repo:
+            base = Path(repo)
+            paths = [p if p.is_absolute() else base / p for p in paths]
+        dirs = []
+        for path in paths:
+            for found in _agent_dirs(path):
+                if found not in dirs:
+                    dirs.append(found)
     bad = [d for d in dirs if not is_agent_id(d.name)]
     if bad:
         raise UsageError(
@@ -60,7 +69,13 @@ def validate_disk(paths: list[Path], repo: str | None) -> list[dict[str, Any]]:
             f"an agent id is {AGENT_ID_RULE}",
             hint="rename the directory, e.g. agents/support-bot",
         )
-    return [_check(d.name, str(d), lambda d=d: read_agent_dir(d)) for d in dirs]
+    results = []
+    for d in dirs:
+        where = str(d)
+        if base is not None and d.is_relative_to(base):
+            where = d.relative_to(base).as_posix()
+        results.append(_check(d.name, where, lambda d=d, w=where: read_agent_dir(d, w)))
+    return results
 
 
 def validate_ref(store: Store, ref: str, names: list[str]) -> list[dict[str, Any]]:
@@ -70,10 +85,15 @@ def validate_ref(store: Store, ref: str, names: list[str]) -> list[dict[str, Any
     for agent in agents:
         if not is_agent_id(agent):
             raise UsageError(f"invalid agent id {agent!r}: an agent id is {AGENT_ID_RULE}")
-        files = store.agent_files(commit, agent)
+        where = f"{ref}:{agent_dir(agent)}"
+        try:
+            files = store.agent_files(commit, agent)
+        except InvalidConfig as exc:  # links or subdirectories in the agent's tree
+            results.append(_result(agent, where, [p._replace(file=f"{ref}:{p.file}")
+                                                  for p in exc.problems]))
+            continue
         if files is None:
             raise NotFound(f"no agent {agent!r} at {ref}")
-        where = f"{ref}:{agent_dir(agent)}"
         results.append(_check(agent, where, lambda files=files: files))
     return results
 

@@ -18,6 +18,7 @@ from agentstage.errors import InvalidConfig, Problem
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 32
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # what every JSON and config consumer can hold
 
 Pos = tuple[str | int, ...]
 
@@ -68,20 +69,26 @@ def _resolve_plain(value: str, line: int) -> Any:
         return None
     if value in _BOOL:
         return _BOOL[value]
+    number: int | None = None
     try:
         if _INT10.fullmatch(value):
-            return int(value)
-        if _INT8.fullmatch(value):
-            return int(value[2:], 8)
-        if _INT16.fullmatch(value):
-            return int(value[2:], 16)
-    except ValueError:
-        raise _Fail(line, f"number {value[:20]}... is too large") from None
-    if _FLOAT.fullmatch(value):
-        number = float(value)
-        if math.isinf(number):
-            raise _Fail(line, f"number {value[:20]} is out of range")
+            number = int(value)
+        elif _INT8.fullmatch(value):
+            number = int(value[2:], 8)
+        elif _INT16.fullmatch(value):
+            number = int(value[2:], 16)
+    except ValueError:  # more digits than Python converts
+        number = INT_MAX + 1
+    if number is not None:
+        if not INT_MIN <= number <= INT_MAX:
+            shown = value if len(value) <= 20 else value[:20] + "..."
+            raise _Fail(line, f"number {shown} is too large: integers must fit in 64 bits")
         return number
+    if _FLOAT.fullmatch(value):
+        real = float(value)
+        if math.isinf(real):
+            raise _Fail(line, f"number {value[:20]} is out of range")
+        return real
     if _INF_NAN.fullmatch(value):
         raise _Fail(line, f"{value} is not allowed: numbers must be finite")
     return value
@@ -90,6 +97,8 @@ def _resolve_plain(value: str, line: int) -> Any:
 def _scalar(event: Any, line: int) -> Any:
     tag = _tag_name(event.tag)
     value: str = event.value
+    if event.style == ">":
+        value = value.replace("\a", "")  # the round-trip scanner marks folds with BEL
     if tag in (None, "!"):
         plain = event.implicit[0] and event.style is None and tag is None
         return _resolve_plain(value, line) if plain else value
@@ -98,21 +107,24 @@ def _scalar(event: Any, line: int) -> Any:
     kind = tag[len(_TAG):]
     if kind == "str":
         return value
-    resolved = _resolve_plain(value, line)
-    expected = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}.get(kind)
+    resolved: Any = _resolve_plain(value, line)
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "int": int, "float": (int, float), "bool": bool, "null": type(None)}
+    expected = kinds.get(kind)
     if expected is None:
         raise _Fail(line, f"tag !!{kind} cannot be used on a scalar")
     if isinstance(resolved, bool) and kind != "bool":
         resolved = value
     if not isinstance(resolved, expected):
         raise _Fail(line, f"{value!r} is not a valid !!{kind}")
-    return float(resolved) if kind == "float" else resolved
+    return float(resolved) if isinstance(resolved, int) and kind == "float" else resolved
 
 
 def _decode(data: bytes, file: str) -> str:
     if len(data) > MAX_FILE_BYTES:
         raise InvalidConfig(
-            [Problem(file, None, "", f"file is {len(data)} bytes, over the cap of {MAX_FILE_BYTES}")],
+            [Problem(file, None, "",
+                     f"file is {len(data)} bytes, over the cap of {MAX_FILE_BYTES}")],
             hint="split the content or shorten it",
         )
     if b"\0" in data:
@@ -144,7 +156,11 @@ def parse_yaml(data: bytes, file: str) -> Document:
     except Exception as exc:  # the parser's own errors carry a mark
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or getattr(exc, "name", None) or str(exc)
+        problem = getattr(exc, "problem", None) or str(exc)
+        character, position = getattr(exc, "character", None), getattr(exc, "position", None)
+        if isinstance(character, int) and isinstance(position, int):  # the reader's error
+            line = text[:position].count("\n") + 1
+            problem = f"control character U+{character:04X} is not allowed (escape it in quotes)"
         raise InvalidConfig(
             [Problem(file, line, "", f"invalid YAML: {problem}".strip())],
             hint="check indentation and quoting near that line",
@@ -179,30 +195,29 @@ def _build(text: str, lines: dict[Pos, int]) -> Any:
         frame = stack[-1]
         container, pos = frame[0], frame[1]
         if isinstance(container, list):
-            lines[(*pos, len(container))] = line
+            key: Pos = (*pos, len(container))
+            lines[key] = line
             container.append(value)
         elif frame[2] is no_key:
             if not isinstance(value, str):
                 raise _Fail(line, f"key {value!r} must be a string (quote it)")
+            key = (*pos, value)
             if value in container:
-                raise _Fail(
-                    line,
-                    f"duplicate key {value!r} (first at line {lines[(*pos, value)]})",
-                )
+                raise _Fail(line, f"duplicate key {value!r} (first at line {lines[key]})")
             frame[2] = value
-            lines[(*pos, value)] = line
+            lines[key] = line
         else:
             container[frame[2]] = value
             frame[2] = no_key
 
-    def child_pos() -> Pos:
+    def child_pos(line: int) -> Pos:
         if not stack:
             return ()
         frame = stack[-1]
         if isinstance(frame[0], list):
             return (*frame[1], len(frame[0]))
         if frame[2] is no_key:
-            raise _Fail(None, "a mapping or list cannot be a key")
+            raise _Fail(line, "a mapping or list cannot be a key")
         return (*frame[1], frame[2])
 
     for event in YAML(typ="rt").parse(text):
@@ -226,7 +241,7 @@ def _build(text: str, lines: dict[Pos, int]) -> Any:
                 raise _Fail(line, f"tag {tag} is not allowed: only plain YAML values are accepted")
             if len(stack) >= MAX_DEPTH:
                 raise _Fail(line, f"nesting is deeper than {MAX_DEPTH} levels")
-            pos = child_pos()
+            pos = child_pos(line)
             stack.append([{} if is_map else [], pos, no_key, line])
         elif isinstance(event, (MappingEndEvent, SequenceEndEvent)):
             frame = stack.pop()
