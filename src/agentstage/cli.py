@@ -373,6 +373,10 @@ def diff(obj: Context, agents: tuple[str, ...], exit_code: bool, base: str | Non
     if base is not None or head is not None:
         if base is None:
             raise UsageError("--head needs --base", hint="e.g. --base staging --head HEAD")
+        from agentstage.ids import check_agent_id
+
+        for agent in agents:
+            check_agent_id(agent)
         results = diff_revs(store, base, head or "staging")
         if agents:
             results = [r for r in results if r["agent"] in agents]
@@ -384,14 +388,16 @@ def diff(obj: Context, agents: tuple[str, ...], exit_code: bool, base: str | Non
         results = [diff_agent(store, row["agent"]) for row in agents_table(store)
                    if row["staging_differs"]]
     color = use_color()
+    revs = base is not None  # two revisions: always a list, any number of agents
     if fmt == "json":
-        click.echo(json.dumps(results[0] if len(agents) == 1 else results, indent=2))
+        click.echo(json.dumps(results[0] if len(agents) == 1 and not revs else results, indent=2))
     elif fmt == "markdown":
         click.echo(render.diffs_markdown(results))
     else:
         text = "\n".join(render.diff_text(r, color) for r in results)
-        click.echo(text.rstrip("\n") if results else "no agent differs between staging and "
-                   "production")
+        nothing = (f"no agent differs between {base} and {head or 'staging'}" if revs
+                   else "no agent differs between staging and production")
+        click.echo(text.rstrip("\n") if results else nothing)
     if exit_code and any(r["has_changes"] for r in results):
         raise click.exceptions.Exit(1)
 
@@ -500,6 +506,37 @@ def _rollback_command(name: str) -> Callable[..., None]:
 
 _rollback_command("revert")
 _rollback_command("restore")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+def textconv(file: Path) -> None:
+    """Print one agent file as field-level lines, for git's diff driver (textconv).
+
+    Each field is one line, `path: value`, with list entries named by id; long
+    texts are one line per line of text. The file's kind is read from its
+    content, so git's temporary copies work; a file that is not YAML is printed
+    unchanged.
+
+    \b
+    Examples:
+      echo 'agents/*/*.yaml diff=agentstage' >> .gitattributes
+      git config diff.agentstage.textconv "agentstage textconv"
+      git diff staging~1 -- agents/support-bot
+      agentstage textconv agents/support-bot/tools.yaml
+    """
+    from agentstage.textconv import convert
+
+    if str(file) == "-":
+        raw = sys.stdin.buffer.read()
+    else:
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            from agentstage.errors import NotFound
+
+            raise NotFound(f"cannot read {file}: {exc.strerror}") from None
+    click.echo(convert(raw, None if str(file) == "-" else str(file)), nl=False)
 
 
 # -- entry point -------------------------------------------------------------------------

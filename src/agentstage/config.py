@@ -158,7 +158,7 @@ def _real_loc(data: Any, loc: Pos) -> Pos:
     """Keep the prefix of *loc* that exists in the data, plus one missing last key."""
     node = data
     for n, step in enumerate(loc):
-        if isinstance(node, dict) and isinstance(step, str) and step in node:
+        if isinstance(node, dict) and isinstance(step, str) and step in node:  # noqa: SIM114  (separate branches let mypy narrow step)
             node = node[step]
         elif isinstance(node, list) and isinstance(step, int) and step < len(node):
             node = node[step]

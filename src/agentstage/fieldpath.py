@@ -38,6 +38,7 @@ KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 # (a test checks that the two agree).
 ENTRY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 LIST_SECTIONS = ("instructions", "knowledge", "tools", "guardrails")
+_LIST_KEYS = frozenset(Key(name) for name in LIST_SECTIONS)
 
 FORM = "a field path looks like model.temperature or tools[web-search].actions[search].enabled"
 HINT = (
@@ -48,7 +49,7 @@ HINT = (
 
 def _bad(text: str, pos: int, problem: str) -> UsageError:
     return UsageError(
-        f"invalid field path {text!r}: {problem} at column {pos + 1}; {FORM}", hint=HINT
+        f"invalid field path {text!r} at column {pos + 1}: {problem}; {FORM}", hint=HINT
     )
 
 
@@ -58,9 +59,6 @@ def _takes_entry(parts: list[Key | Entry]) -> bool:
         return parts[0] in _LIST_KEYS
     return len(parts) == 3 and parts[0] == Key("tools") and isinstance(parts[1], Entry) \
         and parts[2] == Key("actions")
-
-
-_LIST_KEYS = frozenset(Key(name) for name in LIST_SECTIONS)
 
 
 def parse_path(text: str) -> FieldPath:
@@ -88,8 +86,9 @@ def parse_path(text: str) -> FieldPath:
         while pos < end and text[pos] == "[":
             if not _takes_entry(parts):
                 shown = render_path(tuple(parts))
-                what = "an entry" if isinstance(parts[-1], Entry) else f"{shown}"
-                raise _bad(text, pos, f"{what} is not a list of entries, so [ID] cannot follow")
+                if isinstance(parts[-1], Entry):
+                    raise _bad(text, pos, f"expected '.' after {shown}, found '['")
+                raise _bad(text, pos, f"{shown} is not a list of entries, so [ID] cannot follow")
             close = text.find("]", pos + 1)
             if close < 0:
                 raise _bad(text, pos, "'[' is not closed")
