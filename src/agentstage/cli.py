@@ -539,6 +539,48 @@ def textconv(file: Path) -> None:
     click.echo(convert(raw, None if str(file) == "-" else str(file)), nl=False)
 
 
+@cli.command()
+@click.option("--repair", is_flag=True, help="Fix what can be fixed safely, and say what was done.")
+@click.option("--lock-age", type=click.FloatRange(min=0), default=600.0, show_default=True,
+              metavar="SECONDS", help="A .lock file older than this counts as stale.")
+@format_option("text", "json")
+@pass_ctx
+def doctor(obj: Context, repair: bool, lock_age: float, fmt: str) -> None:
+    """Check the repository: production against its tags, version gaps, stale locks,
+    invalid configurations on staging and in production, refs that are not
+    fast-forward descendants. Exits 1 when a problem is left.
+
+    --repair completes interrupted publishes (a tag whose production move is
+    missing) and removes stale lock files; the rest it reports, with what to do.
+
+    \b
+    Examples:
+      agentstage doctor
+      agentstage doctor --repair --format json
+    """
+    from agentstage.doctor import doctor as run_doctor
+
+    report = run_doctor(obj.store, repair, lock_age, obj.author)
+    emit(fmt, report, lambda: _doctor_text(report))
+    if not report["healthy"]:
+        raise click.exceptions.Exit(1)
+
+
+def _doctor_text(report: dict[str, Any]) -> str:
+    if not report["findings"]:
+        return "healthy: production, tags, locks and configurations agree"
+    lines = []
+    for f in report["findings"]:
+        state = "repaired" if f["repaired"] else ("repairable" if f["repairable"] else "problem")
+        lines.append(f"{state:10} {f['kind']}: {f['where']}: {f['message']}")
+        if f["repairable"] and not f["repaired"]:
+            lines.append(f"{'':10} run 'agentstage doctor --repair' to {f['repair']}")
+    left = sum(not f["repaired"] for f in report["findings"])
+    plural = "s" if left != 1 else ""
+    lines.append("healthy after repair" if not left else f"{left} problem{plural} left")
+    return "\n".join(lines)
+
+
 # -- entry point -------------------------------------------------------------------------
 
 
