@@ -531,9 +531,9 @@ def _lock_error(exc: pygit2.GitError, git_dir: Path) -> AgentstageError:
     if ".lock" in text:
         lock = text.split("'")[1] if text.count("'") >= 2 else "a .lock file"
         return Conflict(
-            f"a ref is locked: {text}",
-            hint=f"another git or agentstage command is writing; if none is running, "
-                 f"remove the stale lock file {lock}",
+            f"a ref is locked: {lock} exists",
+            hint="another git or agentstage command is writing it; if none is running, the "
+                 "lock is stale: remove it (rm, or agentstage doctor --repair --lock-age 0)",
         )
     return Conflict(f"could not update refs in {git_dir}: {text}",
                     hint="run the command again; if it keeps failing, run 'git fsck'")
