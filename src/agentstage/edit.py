@@ -1,0 +1,714 @@
+"""Edits of an agent's files without a checkout, keeping comments and layout.
+
+Each edit is applied twice: to the plain data (as the strict loader reads it),
+which decides every error and the expected result, and to a ruamel round-trip
+tree, which keeps comments, key order, quoting and indentation. The written
+bytes must read back as the plain result, else it is a bug, reported as one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from agentstage.errors import AgentstageError, InvalidConfig, NotFound, Problem, UsageError
+from agentstage.fieldpath import Entry, FieldPath, Key, parse_path, render_path, section_of
+
+if TYPE_CHECKING:
+    from agentstage.model import Section
+
+
+class Edit(NamedTuple):
+    """Set *path* to *value* (a plain JSON-like value), or unset it when *remove*."""
+
+    path: FieldPath
+    value: Any = None
+    remove: bool = False
+
+
+_UNSET_HINT = "to remove a field use unset"
+
+
+def parse_assignment(text: str) -> Edit:
+    """Parse `PATH=VALUE`: VALUE is YAML 1.2, or `@FILE` for the text of a file."""
+    path_text, sep, raw = text.partition("=")
+    if not sep:
+        raise UsageError(f"expected PATH=VALUE, got {text!r}",
+                         hint=f"write e.g. model.temperature=0.3; {_UNSET_HINT}")
+    path = parse_path(path_text)
+    if not raw.strip():
+        raise UsageError(f"no value given for {path_text}",
+                         hint=f"write {path_text}=VALUE ({path_text}=\"''\" for an empty text);"
+                              f" {_UNSET_HINT}")
+    if raw.startswith("@"):
+        return Edit(path, _read_text(raw[1:], path_text))
+    from agentstage.yamlload import parse_yaml
+
+    try:
+        value = parse_yaml(raw.encode("utf-8"), f"value of {path_text}").data
+    except InvalidConfig as exc:
+        problem = exc.problems[0].message
+        if problem == "file is empty":
+            problem = "it holds only a comment"
+        raise UsageError(f"invalid value for {path_text}: {problem}",
+                         hint="VALUE is read as YAML: quote text with special characters,"
+                              " e.g. name='Support: billing'") from None
+    return Edit(path, value)
+
+
+def _read_text(name: str, path_text: str) -> str:
+    from agentstage.yamlload import MAX_FILE_BYTES
+
+    if not name:
+        raise UsageError(f"no file name after '@' in the value of {path_text}",
+                         hint=f"write {path_text}=@FILE to read the value from FILE")
+    try:
+        data = Path(name).read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"no file {name} (the value of {path_text})") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {name} (the value of {path_text}): "
+                         f"{exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise UsageError(f"{name} is {len(data)} bytes, over the cap of {MAX_FILE_BYTES}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{name} is not UTF-8 text (the value of {path_text})",
+                         hint="save the file as UTF-8") from None
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
+def apply_edits(files: Mapping[str, bytes], edits: Sequence[Edit]) -> dict[str, bytes]:
+    """The agent's files (name -> bytes) after *edits*, applied in order.
+
+    Files no edit touches keep their bytes; a file whose data ends up the same keeps
+    its bytes too; unsetting a whole list section removes its file.
+    """
+    by_file: dict[str, tuple[Section, list[Edit]]] = {}
+    for edit in edits:
+        section = section_of(edit.path)
+        by_file.setdefault(section.file, (section, []))[1].append(edit)
+    result = dict(files)
+    for name, (section, file_edits) in by_file.items():
+        new = _edit_file(name, files.get(name), section, file_edits)
+        if new is None:
+            result.pop(name, None)
+        else:
+            result[name] = new
+    return result
+
+
+class _Gone:
+    """The state of a file that an edit removed."""
+
+
+_GONE = _Gone()
+
+
+def _edit_file(name: str, raw: bytes | None, section: Section, edits: list[Edit]) -> bytes | None:
+    from agentstage.yamlload import parse_yaml
+
+    for n, edit in enumerate(edits):
+        if raw is not None and edit.remove and section.is_list and len(edit.path) == 1:
+            # the file goes whole: what it held, even if unreadable, no longer matters
+            return _edit_file(name, None, section, edits[n + 1:]) if edits[n + 1:] else None
+    old: Any = _GONE
+    if raw is not None:
+        old = None if _only_comments(raw) else parse_yaml(raw, name).data
+    plain = _Editor(name, section, rt=False).run(_copy(old), edits)
+    if plain is _GONE:
+        return None
+    if raw is not None and old is not None and _same(plain, old):
+        return raw
+    yaml, tree = _load_rt(raw)
+    tree = _Editor(name, section, rt=True).run(tree, edits)
+    data = _dump(yaml, tree)
+    try:
+        back = parse_yaml(data, name).data
+    except InvalidConfig as exc:
+        raise _bug(name, str(exc)) from None
+    if not _same(back, plain):
+        raise _bug(name, "it does not read back as the value set")
+    return data
+
+
+def _bug(name: str, what: str) -> AgentstageError:
+    return AgentstageError(f"internal error: the edited {name} would be wrong: {what}",
+                           hint="this is a bug in agentstage; please report it with the edit")
+
+
+def _only_comments(raw: bytes) -> bool:
+    text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    return all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines())
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a list"
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as YAML data: types must agree (1, 1.0 and true differ); key order is ignored."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same, a, b))
+    for kind in (bool, int, float, str):
+        if isinstance(a, kind) or isinstance(b, kind):
+            return isinstance(a, kind) and isinstance(b, kind) and a == b
+    return a is None and b is None
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _check_value(value: Any, where: str) -> None:
+    """Refuse what is not plain YAML data, before anything is written."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UsageError(f"cannot set {where}: key {key!r} is not a string")
+            _check_value(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            _check_value(item, where)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise UsageError(f"cannot set {where}: {value} is not allowed, numbers must be finite")
+    elif value is not None and not isinstance(value, (str, int, bool)):
+        raise UsageError(f"cannot set {where}: a {type(value).__name__} is not a YAML value")
+
+
+class _Editor:
+    """Applies edits to one file's data: plain (rt=False) or a ruamel tree (rt=True)."""
+
+    def __init__(self, file: str, section: Section, rt: bool) -> None:
+        self.file = file
+        self.section = section
+        self.rt = rt
+        self.node: Callable[[Any], Any] = _to_node if rt else _copy
+
+    def run(self, root: Any, edits: list[Edit]) -> Any:
+        for edit in edits:
+            root = self.apply(root, edit)
+        return root
+
+    def apply(self, root: Any, edit: Edit) -> Any:
+        path, section = edit.path, self.section
+        full = render_path(path)
+        verb = "unset" if edit.remove else "set"
+        if not edit.remove:
+            _check_value(edit.value, full)
+        steps = path[1:] if section.is_list else path
+        if not steps:  # a whole list section: the whole file
+            if edit.remove:
+                if root is _GONE:
+                    raise self.missing(full)
+                return _GONE
+            if not isinstance(edit.value, list):
+                raise UsageError(f"cannot set {full}: it is a list of entries, not"
+                                 f" {_kind(edit.value)}", hint=f"e.g. {full}=[]; {_UNSET_HINT}")
+            if isinstance(root, list):
+                self.assign_into(root, edit.value, None)
+                return root
+            return self.node(edit.value)
+        if root is _GONE or root is None:
+            if edit.remove:
+                raise self.missing(full)
+            root = self.node([] if section.is_list else {})
+        if section.is_list and not isinstance(root, list):
+            raise UsageError(f"cannot {verb} {full}: {self.file} is {_kind(root)},"
+                             " not a list of entries", hint=f"fix {self.file} first")
+        if not section.is_list and not isinstance(root, dict):
+            raise UsageError(f"cannot {verb} {full}: {self.file} is {_kind(root)},"
+                             " not a mapping of settings", hint=f"fix {self.file} first")
+        offset = len(path) - len(steps)
+        container: Any = root
+        parent: tuple[Any, Any] | None = None
+        for n, step in enumerate(steps):
+            where = render_path(path[: offset + n])
+            here = render_path(path[: offset + n + 1])
+            last = n == len(steps) - 1
+            if isinstance(step, Key):
+                if not isinstance(container, dict):
+                    raise UsageError(f"cannot {verb} {full}: {where} is {_kind(container)},"
+                                     " not a mapping", hint=None if edit.remove else
+                                     f"to replace it, unset {where} first")
+                slot: Any = step.name
+                exists = slot in container
+            else:
+                if not isinstance(container, list):
+                    raise UsageError(f"cannot {verb} {full}: {where} is {_kind(container)},"
+                                     " not a list of entries")
+                field = self.entry_key(path, offset + n)
+                slot = self.find(container, field, step.ident, here)
+                exists = slot is not None
+            if last:
+                if edit.remove:
+                    if not exists:
+                        raise self.missing(full)
+                    self.delete(container, slot, parent)
+                elif isinstance(step, Entry):
+                    value = self.entry_value(edit.value, field, step.ident, full)
+                    if exists:
+                        self.replace(container, slot, value)
+                    else:
+                        self.append(container, None, value, parent)
+                else:
+                    if exists:
+                        self.replace(container, slot, edit.value)
+                    else:
+                        self.append(container, slot, edit.value, parent)
+                return root
+            child = container[slot] if exists else None
+            if child is None:
+                if edit.remove:
+                    raise self.missing(full)
+                if isinstance(step, Entry):
+                    if steps[n + 1:] == (Key(field),) and edit.value != step.ident:
+                        raise self.missing(here)  # a rename of an entry that is not there
+                    self.append(container, None, {field: step.ident}, parent)
+                    slot = len(container) - 1
+                else:
+                    fresh: Any = [] if isinstance(steps[n + 1], Entry) else {}
+                    if exists:
+                        self.replace(container, slot, fresh)
+                    else:
+                        self.append(container, slot, fresh, parent)
+            parent = (container, slot)
+            container = container[slot]
+        return root  # pragma: no cover - the loop returns at its last step
+
+    def missing(self, full: str) -> NotFound:
+        return NotFound(f"no field {full} in this agent",
+                        hint="'agentstage show AGENT' prints the agent's fields")
+
+    def entry_key(self, path: FieldPath, index: int) -> str:
+        """The field that names the entries of the list that path[index] selects from."""
+        from agentstage.model import NESTED_KEYS
+
+        if index == 1:
+            return self.section.key
+        before = path[index - 1]
+        name = before.name if isinstance(before, Key) else ""
+        return NESTED_KEYS.get((self.section.name, name), "id")
+
+    def find(self, entries: list[Any], field: str, ident: str, where: str) -> int | None:
+        found = [i for i, e in enumerate(entries) if isinstance(e, dict) and e.get(field) == ident]
+        if len(found) > 1:
+            problem = Problem(self.file, None, where,
+                              f"duplicate {field} {ident!r}: cannot tell which to edit")
+            raise InvalidConfig([problem], hint=f"fix {self.file} first")
+        return found[0] if found else None
+
+    def entry_value(self, value: Any, field: str, ident: str, full: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise UsageError(f"cannot set {full}: an entry is a mapping, not {_kind(value)}",
+                             hint=f"e.g. {full}='{{enabled: true}}'; {_UNSET_HINT}")
+        if field in value and value[field] != ident:
+            raise UsageError(f"cannot set {full}: the value's {field} is {value[field]!r},"
+                             f" not {ident!r}", hint=f"leave {field} out of the value, or make"
+                             f" it {ident}")
+        return {field: ident, **{k: v for k, v in value.items() if k != field}}
+
+    # The three changes a container undergoes, keeping comments where they belong.
+
+    def append(self, container: Any, key: Any, value: Any,
+               parent: tuple[Any, Any] | None = None) -> None:
+        node = self.node(value)
+        if not self.rt:
+            if isinstance(container, list):
+                container.append(node)
+            else:
+                container[key] = node
+            return
+        if not container:
+            self.append_first(container, key, node, parent)
+            return
+        keys = _keys(container)
+        tail = _get_rest(container, keys[-1])
+        gap = _get_rest(container, keys[-2]) if len(keys) > 1 else ""
+        _set_rest(container, keys[-1], gap[: len(gap) - len(gap.lstrip("\n"))])
+        if isinstance(container, list):
+            container.append(node)
+            key = len(container) - 1
+        else:
+            container.ca.items.pop(key, None)
+            container[key] = node
+        _set_rest(container, key, tail)
+
+    def append_first(self, container: Any, key: Any, node: Any,
+                     parent: tuple[Any, Any] | None) -> None:
+        """An empty collection, written `[]`, gets its first item: from now on a block."""
+        tail = ""
+        if parent is None or not _fa(parent[0]).flow_style():
+            _fa(container).set_block_style()
+            if parent is not None:
+                tail = _get_rest(*parent)
+                _set_rest(*parent, "")
+        if isinstance(container, list):
+            container.append(node)
+        else:
+            _ca(container).items.pop(key, None)
+            container[key] = node
+        if tail and parent is not None:
+            _set_rest(*parent, tail)
+
+    def delete(self, container: Any, key: Any, parent: tuple[Any, Any] | None) -> None:
+        if not self.rt:
+            del container[key]
+            return
+        keys = _keys(container)
+        index = keys.index(key)
+        rest = _get_rest(container, key)
+        if isinstance(container, dict):
+            _ca(container).items.pop(key, None)
+        del container[key]
+        if index > 0:
+            _set_rest(container, keys[index - 1], rest)
+            return
+        if container or parent is None:
+            rest = rest.lstrip("\n")  # the blank lines separated the removed item
+            if rest:
+                _add_pre_comments(container, rest)
+        else:
+            _drop_pre_comments(container, parent)
+        if not container:
+            _ca(container).items.clear()
+            _fa(container).set_flow_style()  # written inline, `key: []`, comments after it
+            if parent is not None:
+                _set_rest(parent[0], parent[1], rest)
+
+    def replace(self, container: Any, key: Any, value: Any) -> None:
+        old = container[key]
+        if _same(old, value):
+            return
+        if (isinstance(old, dict) and isinstance(value, dict)) or (
+                isinstance(old, list) and isinstance(value, list)):
+            self.assign_into(old, value, (container, key))
+            return
+        if not self.rt:
+            container[key] = self.node(value)
+            return
+        rest = _get_rest(container, key)
+        was_block = _is_block(old)
+        container[key] = _restyled(old, value)
+        if was_block:
+            _drop_pre_comments(old, (container, key))  # they were about the old items
+        elif _is_block(container[key]):
+            _drop_token(container, key)
+        _set_rest(container, key, rest)
+
+    def assign_into(self, old: Any, value: Any, parent: tuple[Any, Any] | None) -> None:
+        """Make container *old* equal to *value* in place, keeping what stays the same."""
+        if isinstance(old, dict):
+            for key, item in value.items():
+                if key in old:
+                    self.replace(old, key, item)
+                else:
+                    self.append(old, key, item, parent)
+            for key in reversed([k for k in old if k not in value]):
+                self.delete(old, key, parent)  # from the end: comments above go with their key
+            return
+        for index, item in enumerate(value[: len(old)]):
+            self.replace(old, index, item)
+        for item in value[len(old):]:
+            self.append(old, None, item, parent)
+        while len(old) > len(value):
+            self.delete(old, len(old) - 1, parent)
+
+
+# ruamel helpers: a value's trailing comment lives in its holder's `ca.items`; the first
+# line of it is the value's own end-of-line comment, the rest belongs to what follows.
+
+
+def _ca(node: Any) -> Any:
+    return node.ca
+
+
+def _fa(node: Any) -> Any:
+    return node.fa
+
+
+def _lc(node: Any) -> Any:
+    return node.lc
+
+
+def _keys(container: Any) -> list[Any]:
+    return list(range(len(container))) if isinstance(container, list) else list(container)
+
+
+def _is_block(value: Any) -> bool:
+    """A non-empty block collection, whose last item holds the comments that follow it."""
+    if not isinstance(value, (dict, list)) or not value:
+        return False
+    return not value.fa.flow_style() if hasattr(value, "fa") else True
+
+
+def _is_block_text(value: Any) -> bool:
+    from ruamel.yaml.scalarstring import FoldedScalarString, LiteralScalarString
+
+    return isinstance(value, (LiteralScalarString, FoldedScalarString))
+
+
+def _deepest(container: Any, key: Any) -> tuple[Any, Any]:
+    value = container[key]
+    while _is_block(value):
+        container, key = value, _keys(value)[-1]
+        value = container[key]
+    return container, key
+
+
+def _token_slot(container: Any) -> int:
+    return 0 if isinstance(container, list) else 2
+
+
+def _get_rest(container: Any, key: Any) -> str:
+    """The comment lines after the value at *key* (deepest last item) that are not its own."""
+    holder, slot = _deepest(container, key)
+    entry = holder.ca.items.get(slot)
+    token = entry[_token_slot(holder)] if entry else None
+    if token is None:
+        return ""
+    value: str = token.value
+    if _is_block_text(holder[slot]):
+        return value
+    return value.partition("\n")[2]
+
+
+def _set_rest(container: Any, key: Any, rest: str) -> None:
+    from ruamel.yaml.error import CommentMark
+    from ruamel.yaml.tokens import CommentToken
+
+    holder, slot = _deepest(container, key)
+    pos = _token_slot(holder)
+    entry = holder.ca.items.get(slot)
+    token = entry[pos] if entry else None
+    block = _is_block_text(holder[slot])
+    head = "" if token is None or block else token.value.partition("\n")[0] + "\n"
+    if not head.startswith("#") and not rest:
+        if entry is not None:
+            entry[pos] = None
+        return
+    text = head + rest if (head or block) else "\n" + rest
+    if token is None:
+        token = CommentToken(text, CommentMark(0), None)
+        holder.ca.items.setdefault(slot, [None, None, None, None])[pos] = token
+    else:
+        token.value = text
+
+
+def _drop_token(container: Any, key: Any) -> None:
+    entry = container.ca.items.get(key)
+    if entry:
+        entry[_token_slot(container)] = None
+
+
+def _add_pre_comments(container: Any, text: str) -> None:
+    """Add comment lines before the first item of *container*."""
+    comment = _ca(container).comment
+    if comment is None:
+        comment = _ca(container).comment = [None, None]
+    if comment[1] is None:
+        comment[1] = []
+    comment[1].extend(_comment_lines(text))  # in place: the list is shared with the holder
+
+
+def _drop_pre_comments(container: Any, parent: tuple[Any, Any]) -> None:
+    # an empty token list, unlike None, makes ruamel misplace what follows
+    comment = _ca(container).comment
+    if comment is not None:
+        comment[1] = None
+    entry = _ca(parent[0]).items.get(parent[1])
+    if entry and isinstance(parent[0], dict):
+        entry[3] = None
+
+
+def _comment_lines(text: str) -> list[Any]:
+    from ruamel.yaml.error import CommentMark
+    from ruamel.yaml.tokens import CommentToken
+
+    tokens = []
+    for line in text.splitlines(keepends=True):
+        stripped = line.lstrip(" ")
+        tokens.append(CommentToken(stripped, CommentMark(len(line) - len(stripped)), None))
+    return tokens
+
+
+# What a literal block holds as is: YAML's printable characters, but no BOM and no
+# character a reader might take for a line break; other text is written double-quoted.
+_LITERAL_OK = re.compile(r"[\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd"
+                         r"\U00010000-\U0010ffff]*")
+
+_ODD_BREAKS = re.compile("[\x85\u2028\u2029]")
+
+
+def _to_node(value: Any) -> Any:
+    """A ruamel node for a plain value: block collections, literal blocks for multi-line text."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
+
+    if isinstance(value, dict):
+        node = CommentedMap()
+        for key, item in value.items():
+            node[key] = _to_node(item)
+        return node
+    if isinstance(value, list):
+        return CommentedSeq(_to_node(item) for item in value)
+    if isinstance(value, str):
+        if "\n" in value and _LITERAL_OK.fullmatch(value):
+            return LiteralScalarString(value)
+        if _ODD_BREAKS.search(value):
+            return DoubleQuotedScalarString(value)  # ruamel folds them, unescaped, elsewhere
+    return value
+
+
+def _restyled(old: Any, value: Any) -> Any:
+    """The node for *value* in place of *old*: in old's quotes, or folded, where that fits.
+
+    Always a node of its own type, so ruamel's assignment does not force old's style on it.
+    """
+    from ruamel.yaml.scalarstring import (
+        DoubleQuotedScalarString,
+        FoldedScalarString,
+        PlainScalarString,
+        SingleQuotedScalarString,
+    )
+
+    node = _to_node(value)
+    if type(node) is not str:
+        return node
+    if isinstance(old, (SingleQuotedScalarString, DoubleQuotedScalarString)):
+        return type(old)(node)
+    if isinstance(old, FoldedScalarString) and node and node == node.strip() \
+            and "\n" not in node and _LITERAL_OK.fullmatch(node):
+        return FoldedScalarString(node)
+    return PlainScalarString(node)
+
+
+# Loading and dumping with the file's own indentation.
+
+_DEFAULT_INDENT = (2, 2, 4)  # mapping indent, dash offset, item indent: the sample repo's style
+
+
+def _load_rt(raw: bytes | None) -> tuple[Any, Any]:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    if raw is None:
+        yaml.indent(mapping=2, sequence=4, offset=2)
+        yaml.Emitter = _emitter(0, 2)
+        return yaml, _GONE
+    text = raw.decode("utf-8").removeprefix("\ufeff")
+    tree = yaml.load(text)
+    mapping, offset, sequence = _guess_indent(tree, text.splitlines())
+    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+    dash, item = 0, 2
+    if _is_block(tree) and isinstance(tree, list):
+        top: Any = tree
+        dash, item = top.lc.col, top.lc.item(0)[1]
+        if item - dash < 2:
+            dash, item = 0, 2
+    yaml.Emitter = _emitter(dash, item)
+    body = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    yaml.explicit_start = bool(body) and body[0].startswith("---")
+    yaml.explicit_end = bool(body) and body[-1].rstrip() == "..."
+    return yaml, (None if tree is None else tree)
+
+
+def _guess_indent(tree: Any, lines: list[str]) -> tuple[int, int, int]:
+    """The indentation of nested mappings and lists, from the first of each in the file.
+
+    Without a nested mapping, a block text's indentation tells the mapping indent.
+    """
+    found: dict[str, tuple[int, ...]] = {}
+    todo: list[Any] = [tree]
+    while todo and not ("map" in found and "seq" in found):
+        node: Any = todo.pop(0)
+        items = node.items() if isinstance(node, dict) else enumerate(node) \
+            if isinstance(node, list) else ()
+        value: Any
+        for key, value in items:
+            if isinstance(node, dict) and _is_block(value):
+                col = _lc(node).col
+                if isinstance(value, dict):
+                    found.setdefault("map", (_lc(value).col - col,))
+                else:
+                    found.setdefault("seq", (_lc(value).col - col, _lc(value).item(0)[1] - col))
+            elif isinstance(node, dict) and _is_block_text(value) and "text" not in found:
+                start = _lc(node).value(key)[0] + 1
+                body = [ln for ln in lines[start:start + 50] if ln.strip()][:1]
+                if body:
+                    margin = len(body[0]) - len(body[0].lstrip(" "))
+                    found["text"] = (margin - _lc(node).key(key)[1],)
+            todo.append(value)
+    mapping = found.get("map", found.get("text", (_DEFAULT_INDENT[0],)))[0]
+    offset, sequence = found.get("seq", _DEFAULT_INDENT[1:])
+    if mapping < 1 or offset < 0 or sequence < offset + 2:
+        return _DEFAULT_INDENT
+    return mapping, offset, sequence
+
+
+_EMITTERS: dict[tuple[int, int], type] = {}
+
+
+def _emitter(dash: int, item: int) -> type:
+    """ruamel's emitter puts a top-level list where the file had it, not one offset in."""
+    cached = _EMITTERS.get((dash, item))
+    if cached is not None:
+        return cached
+    from ruamel.yaml.emitter import RoundTripEmitter
+
+    class Emitter(RoundTripEmitter):
+        def _in_top_list(self) -> bool:
+            values = self.indents.values
+            return len(values) == 1 and values[0][0] is None and bool(values[0][1])
+
+        def expect_block_sequence_item(self, first: bool = False) -> None:
+            if not self._in_top_list():
+                super().expect_block_sequence_item(first)
+                return
+            saved = self.sequence_dash_offset, self.best_sequence_indent
+            self.sequence_dash_offset, self.best_sequence_indent = dash, item
+            try:
+                super().expect_block_sequence_item(first)
+            finally:
+                self.sequence_dash_offset, self.best_sequence_indent = saved
+
+    _EMITTERS[(dash, item)] = Emitter
+    return Emitter
+
+
+def _dump(yaml: Any, tree: Any) -> bytes:
+    import io
+
+    out = io.StringIO()
+    if isinstance(tree, (list, dict)) and not tree:  # ruamel cannot write an empty root
+        comment = _ca(tree).comment
+        for token in (comment[1] or []) if comment else []:
+            out.write(" " * token.column + token.value if token.value.strip() else "\n")
+        out.write("[]\n" if isinstance(tree, list) else "{}\n")
+        return out.getvalue().encode("utf-8")
+    yaml.dump(tree, out)
+    return out.getvalue().encode("utf-8")
+
