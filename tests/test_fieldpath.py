@@ -158,3 +158,19 @@ def test_anything_parses_or_is_a_usage_error(text: str) -> None:
     except UsageError:
         return
     assert render_path(path) == text
+
+
+@pytest.mark.parametrize(("text", "path"), [
+    ('model.parameters."top.p"', (Key("model"), Key("parameters"), Key("top.p"))),
+    ('model.parameters."2fa".x', (Key("model"), Key("parameters"), Key("2fa"), Key("x"))),
+    ('tools[crm].config."a b"', (Key("tools"), Entry("crm"), Key("config"), Key("a b"))),
+])
+def test_quoted_keys_for_free_form_fields(text: str, path: tuple[Key | Entry, ...]) -> None:
+    assert parse_path(text) == path
+    assert render_path(path) == text
+
+
+@pytest.mark.parametrize("text", ['model."unclosed', 'model."x"y', '"tools"[x].y'])
+def test_bad_quoted_keys(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_path(text)

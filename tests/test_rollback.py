@@ -188,3 +188,13 @@ def test_bad_tags(run: Any, published: Path, tag: str, code: int) -> None:
         assert result.code == code, result.err
         assert result.err.startswith("error: ")
     assert tree_state(published) == before
+
+
+def test_revert_a_change_under_a_quoted_free_form_key(run: Any, published: Path) -> None:
+    repo = published
+    assert run("set", AGENT, 'model.parameters."top.k"=5', repo=repo).code == 0
+    assert run("publish", AGENT, "-m", "third", repo=repo).code == 0
+    diff = run("history", AGENT, "--limit", "1", "--format", "json", repo=repo).json()[0]
+    assert diff["changes"][0]["path"] == 'model.parameters."top.k"'
+    assert run("revert", AGENT, "v3", repo=repo).code == 0
+    assert "top.k" not in staging_config(run, repo)["model"]["parameters"]

@@ -7,6 +7,7 @@ brackets (guardrails by their type).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 # model.ENTRY_ID_PATTERN, repeated so that importing this module does not import pydantic
 # (a test checks that the two agree).
 ENTRY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+_JSON = json.JSONDecoder()
 LIST_SECTIONS = ("instructions", "knowledge", "tools", "guardrails")
 _LIST_KEYS = frozenset(Key(name) for name in LIST_SECTIONS)
 
@@ -70,6 +72,23 @@ def parse_path(text: str) -> FieldPath:
     end = len(text)
     while True:
         match = KEY_RE.match(text, pos)
+        if match is None and pos < end and text[pos] == '"':  # a free-form key: "top.p"
+            try:
+                name, after = _JSON.raw_decode(text, pos)
+            except ValueError:
+                raise _bad(text, pos, "a quoted field name must be a JSON string") from None
+            if parts and _takes_entry(parts):
+                shown = render_path(tuple(parts))
+                raise _bad(text, pos - 1, f"{shown} is a list: name an entry by its id, "
+                           f"{shown}[ID]")
+            parts.append(Key(name))
+            pos = after
+            if pos == end:
+                return tuple(parts)
+            if text[pos] != ".":
+                raise _bad(text, pos, f"unexpected {text[pos]!r}, expected '.' or the end")
+            pos += 1
+            continue
         if match is None:
             if pos == end:
                 problem = "expected a field name after '.'"
@@ -114,7 +133,9 @@ def render_path(path: FieldPath) -> str:
         if isinstance(part, Entry):
             out.append(f"[{part.ident}]")
         else:
-            out.append(f".{part.name}" if out else part.name)
+            name = part.name if KEY_RE.fullmatch(part.name) else json.dumps(part.name,
+                                                                            ensure_ascii=False)
+            out.append(f".{name}" if out else name)
     return "".join(out)
 
 

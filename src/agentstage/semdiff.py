@@ -80,35 +80,6 @@ def entry_path(parent: str, ident: str) -> str:
     return f"{parent}[{part}]"
 
 
-_TOKEN = re.compile(
-    r"""
-    (?P<dot>\.)?(?P<key>[A-Za-z_][A-Za-z0-9_-]*|"(?:[^"\\]|\\.)*")
-    | \[(?P<entry>[A-Za-z0-9][A-Za-z0-9_.:-]*|"(?:[^"\\]|\\.)*")\]
-    """,
-    re.VERBOSE,
-)
-
-
-def parse_path(path: str) -> list[tuple[str, str]]:
-    """`a.b[c].d` -> [("key", "a"), ("key", "b"), ("entry", "c"), ("key", "d")]."""
-    steps: list[tuple[str, str]] = []
-    pos = 0
-    while pos < len(path):
-        match = _TOKEN.match(path, pos)
-        if match is None or (match["key"] is not None and bool(steps) != bool(match["dot"])):
-            raise ValueError(f"not a field path: {path!r} (at character {pos + 1})")
-        if match["key"] is not None:
-            raw = match["key"]
-            steps.append(("key", json.loads(raw) if raw.startswith('"') else raw))
-        else:
-            raw = match["entry"]
-            steps.append(("entry", json.loads(raw) if raw.startswith('"') else raw))
-        pos = match.end()
-    if not steps or steps[0][0] != "key":
-        raise ValueError(f"not a field path: {path!r}")
-    return steps
-
-
 def _list_key(fields: tuple[str, ...]) -> str | None:
     """The key naming entries of the list at *fields* (the path's keys, entries skipped)."""
     if len(fields) == 1:
@@ -120,10 +91,20 @@ def _list_key(fields: tuple[str, ...]) -> str | None:
 
 def value_at(config: Mapping[str, Any] | None, path: str) -> Any:
     """The value at *path* in an as_dict() config, or MISSING when nothing is there."""
+    from agentstage.fieldpath import Key
+    from agentstage.fieldpath import parse_path as parse_field_path
+
     node: Any = config
     fields: tuple[str, ...] = ()
-    for kind, name in parse_path(path):
-        if kind == "key":
+    from agentstage.errors import UsageError
+
+    try:
+        parts = parse_field_path(path)
+    except UsageError as exc:
+        raise ValueError(f"not a field path: {exc.message}") from None
+    for part in parts:
+        if isinstance(part, Key):
+            name = part.name
             if not isinstance(node, Mapping) or name not in node:
                 return MISSING
             node = node[name]
@@ -132,7 +113,8 @@ def value_at(config: Mapping[str, Any] | None, path: str) -> Any:
             key = _list_key(fields)
             if key is None or not isinstance(node, list):
                 return MISSING
-            node = next((e for e in node if isinstance(e, Mapping) and e.get(key) == name),
+            ident = part.ident
+            node = next((e for e in node if isinstance(e, Mapping) and e.get(key) == ident),
                         MISSING)
             if node is MISSING:
                 return MISSING
