@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agentstage.errors import UsageError
+from agentstage.layout import ENTRY_ID_PATTERN, KEY_PATTERN, LIST_KEYS
 
 if TYPE_CHECKING:
     from agentstage.model import Section
@@ -34,12 +35,10 @@ class Entry:
 
 FieldPath = tuple["Key | Entry", ...]
 
-KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-# model.ENTRY_ID_PATTERN, repeated so that importing this module does not import pydantic
-# (a test checks that the two agree).
-ENTRY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+KEY_RE = re.compile(KEY_PATTERN)
+ENTRY_ID_RE = re.compile(ENTRY_ID_PATTERN.strip("^$"))
 _JSON = json.JSONDecoder()
-LIST_SECTIONS = ("instructions", "knowledge", "tools", "guardrails")
+LIST_SECTIONS = tuple(LIST_KEYS)
 _LIST_KEYS = frozenset(Key(name) for name in LIST_SECTIONS)
 
 FORM = "a field path looks like model.temperature or tools[web-search].actions[search].enabled"

@@ -6,7 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
-ENTRY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+from agentstage.layout import ENTRY_ID_PATTERN as ENTRY_ID_PATTERN
+from agentstage.layout import NESTED_KEYS as NESTED_KEYS
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=False)]
 EntryId = Annotated[str, StringConstraints(pattern=ENTRY_ID_PATTERN)]
@@ -94,8 +95,6 @@ SECTION_BY_FILE = {s.file: s for s in SECTIONS}
 SECTION_BY_NAME = {s.name: s for s in SECTIONS}
 AGENT_FILES = tuple(s.file for s in SECTIONS)
 
-# Which key names an entry of a list nested in an entry (tools[x].actions[y]).
-NESTED_KEYS: dict[tuple[str, str], str] = {("tools", "actions"): "id"}
 
 
 class AgentConfig(BaseModel):

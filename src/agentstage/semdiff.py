@@ -14,22 +14,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-SECTION_ORDER = ("settings", "instructions", "knowledge", "tools", "guardrails")
-# The keyed lists of the `show` shape and the key naming their entries; mirrors
-# model.SECTIONS and model.NESTED_KEYS (a test keeps them in step).
-SECTION_KEYS: dict[str, str] = {
-    "instructions": "id",
-    "knowledge": "id",
-    "tools": "id",
-    "guardrails": "type",
-}
-NESTED_KEYS: dict[tuple[str, str], str] = {("tools", "actions"): "id"}
+from agentstage.layout import ENTRY_ID_PATTERN, KEY_PATTERN
+from agentstage.layout import LIST_KEYS as SECTION_KEYS
+from agentstage.layout import NESTED_KEYS as NESTED_KEYS
+from agentstage.layout import SECTION_ORDER as SECTION_ORDER
 
 LONG_TEXT = 80
 
-# Bare keys as fieldpath.KEY_RE reads them; any other key is JSON-quoted.
-_BARE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
-_ENTRY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
+# Bare keys as fieldpath reads them; any other key is JSON-quoted.
+_BARE_KEY = re.compile(KEY_PATTERN + r"\Z")
+_ENTRY_ID = re.compile(ENTRY_ID_PATTERN.strip("^$") + r"\Z")
 
 
 class _Missing:
