@@ -52,6 +52,8 @@ def plan_revert(store: Store, state: AgentState, info: TagInfo, version: int
             return None, [], False
         changed = diff_configs(_config_dict(after), cur)
         return None, [{"path": c.path} for c in changed], True
+    if files is None or cur is None:
+        return None, [{"path": "(the agent was removed from staging)"}], True
     edits: list[Edit] = []
     conflicts: list[dict[str, str]] = []
     for change in introduced:
@@ -60,18 +62,14 @@ def plan_revert(store: Store, state: AgentState, info: TagInfo, version: int
             conflicts.append({"path": change.path})
         elif edit is not None:
             edits.append(edit)
-    if cur is None:
-        conflicts = [{"path": "(the agent was removed from staging)"}]
-        return None, conflicts, True
-    assert files is not None
     if conflicts or not edits:
         return files, conflicts, bool(edits)
     return apply_edits(files, edits), [], True
 
 
-def _undo(change: Change, current: dict[str, Any] | None) -> tuple[Edit | None, bool]:
+def _undo(change: Change, current: dict[str, Any]) -> tuple[Edit | None, bool]:
     """The edit that undoes *change* on *current*: (edit or None when already undone, clash)."""
-    now = value_at(current, change.path) if current is not None else MISSING
+    now = value_at(current, change.path)
     path = parse_path(change.path)
     if change.change == "added":
         if now is MISSING:
@@ -90,27 +88,22 @@ def _undo(change: Change, current: dict[str, Any] | None) -> tuple[Edit | None, 
 
 def _preview(store: Store, state: AgentState, tag: str, action: str,
              after: dict[str, bytes] | None, conflicts: list[dict[str, str]]) -> dict[str, Any]:
+    """Two diffs (DESIGN.md: preview): staging now against after, and production now
+    against production after the next publish. With conflicts nothing would happen."""
     agent = state.agent
-    now = _config_dict(load_at(store, state.staging, agent))
-    production = _config_dict(load_at(store, state.production, agent))
     then = _config_dict(load_agent(agent, after)) if after is not None else None
-    staging_tree = store.agent_tree(state.staging, agent)
 
-    def shape(old: dict[str, Any] | None, old_commit: dict[str, Any], new_differs: bool
-              ) -> dict[str, Any]:
-        changes = [] if conflicts else diff_configs(old, then)
-        return {"agent": agent, "has_changes": bool(changes) or (new_differs and not conflicts),
-                **old_commit, "changes": [c.as_json() for c in changes]}
+    def shape(commit: str | None, version: int | None) -> dict[str, Any]:
+        files = store.agent_files(commit, agent)
+        differs = not conflicts and files != after
+        changes = diff_configs(_config_dict(load_at(store, commit, agent)), then) \
+            if differs else []
+        return {"agent": agent, "has_changes": differs,
+                "production": {"commit": commit, "version": version},
+                "staging": {"commit": None}, "changes": [c.as_json() for c in changes]}
 
-    same_as_staging = after == store.agent_files(state.staging, agent)
-    staging_diff = shape(now, {"production": {"commit": state.staging, "version": None},
-                               "staging": {"commit": None}}, not same_as_staging)
-    production_diff = shape(production,
-                            {"production": {"commit": state.production,
-                                            "version": state.version or None},
-                             "staging": {"commit": None}},
-                            staging_tree != store.agent_tree(state.production, agent)
-                            or not same_as_staging)
+    staging_diff = shape(state.staging, None)
+    production_diff = shape(state.production, state.version or None)
     return {"agent": agent, "tag": tag, "action": action, "staging": staging_diff,
             "production": production_diff, "conflicts": conflicts}
 
