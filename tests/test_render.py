@@ -221,43 +221,83 @@ def _big_diff(agent: str, sections: int = 5, size: int = 8000) -> dict[str, Any]
 
 def test_diffs_markdown_fits_when_small() -> None:
     out = render.diffs_markdown([DIFF, {**DIFF, "agent": "other"}])
-    assert out == DIFF_MARKDOWN + "\n---\n\n" + DIFF_MARKDOWN.replace("support-bot", "other")
+    summary = ("**2 agents changed**: 12 changes (settings 4, instructions 2, tools 4,"
+               " guardrails 2)\n\n")
+    assert out == summary + DIFF_MARKDOWN + "\n---\n\n" + DIFF_MARKDOWN.replace(
+        "support-bot", "other")
 
 
-def test_diffs_markdown_cuts_whole_agents_and_says_so() -> None:
-    diffs = [_big_diff(f"agent-{n}") for n in range(12)]
+def test_diffs_markdown_between_two_revisions() -> None:
+    ends = {"production": {"commit": "1a2b3c4d", "version": None},
+            "staging": {"commit": "9f8e7d6c"}}
+    out = render.diffs_markdown([{**DIFF, **ends}, {**DIFF, **ends, "agent": "other"}],
+                                sides=("Base", "Head"))
+    assert out.splitlines()[0].endswith(" · Base `1a2b3c4` → Head `9f8e7d6`")
+    assert "| Field | Base | Head |" in out
+    assert "Production" not in out and "Staging" not in out
+
+
+def _heads(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith(("**", "####", "- ", "*Cut"))]
+
+
+def test_diffs_markdown_shows_every_agent_with_less_detail_and_says_so() -> None:
+    diffs = [_big_diff(f"agent-{n}", size=4000) for n in range(12)]
     out = render.diffs_markdown(diffs)
     assert len(out) <= 65000
-    heads = [line for line in out.splitlines() if line.startswith(("**", "####", "…"))]
-    sections = ["#### settings", "#### instructions", "#### knowledge", "#### tools",
-                "#### guardrails"]
-    head = "changes (settings 19, instructions 19, knowledge 19, tools 19, guardrails 19)"
-    assert heads == [
-        f"**agent-0**: 95 {head}", *sections,
-        f"**agent-1**: 95 {head}", *sections[:2],
-        "… not shown for agent-1: knowledge, tools, guardrails"
-        " (run `agentstage diff agent-1` locally)",
-        "… 10 agents not shown (agent-2, agent-3, agent-4, agent-5, agent-6, …):"
-        " run `agentstage diff` locally",
-        "… 1 agent shown in part (agent-1): run `agentstage diff` locally",
+    count = "45 changes (settings 9, instructions 9, knowledge 9, tools 9, guardrails 9)"
+    heads = _heads(out)
+    assert heads[0] == ("**12 agents changed**: 540 changes (settings 108, instructions 108,"
+                        " knowledge 108, tools 108, guardrails 108)")
+    # Every agent is there; the first ones with their tables, the others with paths only.
+    assert [h for h in heads if h.startswith("**agent-")] == [
+        f"**agent-{n}**: {count}" for n in range(12)]
+    full = [n for n in range(12) if f"agent-{n}**: {count}\n\nProduction v3 (`1a2b3c4`) → "
+            f"Staging `9f8e7d6`\n\n#### settings" in out]
+    assert full == list(range(len(full))) and 1 <= len(full) < 12
+    assert f"**agent-{len(full)}**: {count}\n\nProduction v3 (`1a2b3c4`) → Staging `9f8e7d6`" \
+           "\n\n**settings**: + `model.p0`, + `model.p1`" in out
+    assert heads[-2:] == [
+        "*Cut to fit a 65,000-character comment:*",
+        f"- values not shown, fields listed only: agent-{len(full)}, agent-{len(full) + 1},"
+        f" agent-{len(full) + 2}, agent-{len(full) + 3}, agent-{len(full) + 4}, …"
+        f" ({12 - len(full)} agents)",
     ]
-    # Sections shown are whole: every row of each is there.
-    assert out.count("| *(none)* |") == 19 * 7
+    assert out.endswith("Run `agentstage diff` for the whole diff.\n")
 
 
-def test_diffs_markdown_cuts_sections_of_one_huge_agent() -> None:
-    huge = _big_diff("huge", size=20000)
-    out = render.diffs_markdown([huge])
+def test_diffs_markdown_drops_line_diffs_of_a_huge_text_first() -> None:
+    text_diff = ["@@ -1 +1,3000 @@", *(f"+line {n} " + "x" * 40 for n in range(3000))]
+    change = {"section": "instructions", "path": "instructions[persona].text",
+              "change": "modified", "production": "a\n", "staging": "b\n" * 3000,
+              "text_diff": text_diff}
+    out = render.diffs_markdown([{**DIFF, "changes": [*CHANGES[:2], change]}])
     assert len(out) <= 65000
-    assert "#### settings" in out
-    assert "#### guardrails" not in out
-    assert "… not shown for huge: " in out and "guardrails" in out.split("not shown for huge")[1]
-    assert "1 agent shown in part (huge): run `agentstage diff` locally" in out
+    assert "| `instructions[persona].text` | *1 line* | *3000 lines* |" in out
+    assert "<details>" not in out
+    assert "- line diffs of long texts not shown: support-bot (1 agent)" in out
+
+
+def test_diffs_markdown_with_too_many_agents_for_one_line_each() -> None:
+    diffs = [{**DIFF, "agent": f"agent-{n:04}"} for n in range(3000)]
+    out = render.diffs_markdown(diffs)
+    assert len(out) <= 65000
+    assert out.startswith("**3000 agents changed**: 18000 changes")
+    assert "**agent-0000**: 6 changes" in out
+    assert re.search(r"- not shown at all: agent-\d+, .* \(\d+ agents\)", out)
 
 
 def test_diffs_markdown_respects_a_custom_limit() -> None:
     out = render.diffs_markdown([_big_diff("a"), _big_diff("b")], limit=20000)
     assert len(out) <= 20000
+    assert "**a**: 95 changes" in out and "**b**: 95 changes" in out
+
+
+def test_diffs_markdown_counts_as_github_does() -> None:
+    wide = {**CHANGES[0], "staging": "\U0001F600" * 400}
+    diffs = [{**DIFF, "agent": f"a{n}", "changes": [wide]} for n in range(60)]
+    out = render.diffs_markdown(diffs)
+    assert render.md_size(out) <= 65000 < render.md_size(out) + 400 * 60
 
 
 PREVIEW: dict[str, Any] = {

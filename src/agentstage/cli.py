@@ -392,7 +392,11 @@ def diff(obj: Context, agents: tuple[str, ...], exit_code: bool, base: str | Non
     if fmt == "json":
         click.echo(json.dumps(results[0] if len(agents) == 1 and not revs else results, indent=2))
     elif fmt == "markdown":
-        click.echo(render.diffs_markdown(results))
+        if revs:
+            rerun = f"agentstage diff --base {base} --head {head or 'staging'}"
+            click.echo(render.diffs_markdown(results, sides=("Base", "Head"), rerun=rerun))
+        else:
+            click.echo(render.diffs_markdown(results))
     else:
         text = "\n".join(render.diff_text(r, color) for r in results)
         nothing = (f"no agent differs between {base} and {head or 'staging'}" if revs

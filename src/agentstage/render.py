@@ -318,14 +318,14 @@ def _md_code(text: str) -> str:
     return "<br>".join(parts).replace("|", "\\|")
 
 
-def _md_cell(change: Mapping[str, Any], side: str) -> str:
+def _md_cell(change: Mapping[str, Any], side: str, text_diffs: bool = True) -> str:
     production, staging = _cells(change, MD_VALUE_WIDTH, newlines_ok=True)
     shown = production if side == "production" else staging
     if shown == ABSENT:
         return f"*{ABSENT}*"
     value = change.get(side)
     if change.get("text_diff") is not None and _is_long_text(value):
-        return f"*{shown[1:-1]}, diff below*"
+        return f"*{shown[1:-1]}, diff below*" if text_diffs else f"*{shown[1:-1]}*"
     return _md_code(shown)
 
 
@@ -335,12 +335,14 @@ def _md_fence(lines: Sequence[str]) -> str:
 
 
 def _md_section(section: str, changes: Sequence[Mapping[str, Any]],
-                columns: tuple[str, str] = ("Production", "Staging")) -> str:
+                columns: tuple[str, str] = ("Production", "Staging"),
+                text_diffs: bool = True) -> str:
     out = [f"#### {section}", "", f"| Field | {columns[0]} | {columns[1]} |", "|---|---|---|"]
     for change in changes:
-        out.append(f"| {_md_code(str(change.get('path')))} | {_md_cell(change, 'production')}"
-                   f" | {_md_cell(change, 'staging')} |")
-    for change in changes:
+        out.append(f"| {_md_code(str(change.get('path')))}"
+                   f" | {_md_cell(change, 'production', text_diffs)}"
+                   f" | {_md_cell(change, 'staging', text_diffs)} |")
+    for change in changes if text_diffs else ():
         text_diff = [_clean(str(line)) for line in change.get("text_diff") or ()]
         if change.get("text_diff") is None:
             continue
@@ -350,47 +352,68 @@ def _md_section(section: str, changes: Sequence[Mapping[str, Any]],
     return "\n".join(out)
 
 
+def _md_fields(section: str, changes: Sequence[Mapping[str, Any]]) -> str:
+    """A section as the list of its changed fields, without values (a comment cut to fit)."""
+    items = (f"{MARKERS.get(str(c.get('change')), '?')} {_md_code(str(c.get('path')))}"
+             for c in changes)
+    return f"**{section}**: " + ", ".join(items)
+
+
 def _md_count(changes: Sequence[Mapping[str, Any]]) -> str:
     counts = ", ".join(f"{s} {n}" for s, n in section_counts(changes))
     return f"{_plural(len(changes), 'change')} ({counts})"
 
 
-def _md_sides(diff: Mapping[str, Any]) -> str:
+def _md_sides(diff: Mapping[str, Any], sides: tuple[str, str] = ("Production", "Staging")) -> str:
     production = diff.get("production") or {}
     staging = diff.get("staging") or {}
     version, commit = production.get("version"), production.get("commit")
     if version is not None:
-        prod = f"Production v{version} (`{_short(commit)}`)"
+        prod = f"{sides[0]} v{version} (`{_short(commit)}`)"
     elif commit:
-        prod = f"Production `{_short(commit)}`"
+        prod = f"{sides[0]} `{_short(commit)}`"
     else:
-        prod = "Production: not published"
-    return f"{prod} {ARROW} Staging `{_short(staging.get('commit'))}`"
+        prod = f"{sides[0]}: not published"
+    return f"{prod} {ARROW} {sides[1]} `{_short(staging.get('commit'))}`"
 
 
-def _md_agent(diff: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
-    """The head of one agent's markdown diff and its sections' blocks."""
+# How much of one agent a comment shows, most first: tables and text diffs; tables;
+# the changed fields' paths; the agent's summary line only.
+FULL, TABLES, FIELDS, HEAD = range(4)
+LEVEL_CUTS = {TABLES: "line diffs of long texts not shown",
+              FIELDS: "values not shown, fields listed only",
+              HEAD: "fields not listed"}
+
+
+def _md_agent(diff: Mapping[str, Any], level: int = FULL,
+              sides: tuple[str, str] = ("Production", "Staging")) -> str:
+    """One agent's markdown diff, shown down to *level*."""
     agent = f"**{diff.get('agent')}**"
     if not diff.get("has_changes"):
-        return f"{agent}: staging is identical to production, nothing to publish", []
+        if sides == ("Production", "Staging"):
+            return f"{agent}: staging is identical to production, nothing to publish"
+        return f"{agent}: {sides[1].lower()} is identical to {sides[0].lower()}"
     changes = list(diff.get("changes") or [])
     if not changes:
-        return f"{agent}: {FORMATTING_ONLY}\n\n{_md_sides(diff)}", []
-    head = f"{agent}: {_md_count(changes)}\n\n{_md_sides(diff)}"
-    return head, [(s, _md_section(s, items)) for s, items in _by_section(changes)]
-
-
-def _md_join(head: str, sections: Sequence[tuple[str, str]]) -> str:
-    return "\n\n".join([head, *(text for _, text in sections)])
+        return f"{agent}: {FORMATTING_ONLY}\n\n{_md_sides(diff, sides)}"
+    head = f"{agent}: {_md_count(changes)}"
+    if level == HEAD:
+        return head
+    parts = [head, _md_sides(diff, sides)]
+    for section, items in _by_section(changes):
+        if level == FIELDS:
+            parts.append(_md_fields(section, items))
+        else:
+            parts.append(_md_section(section, items, sides, text_diffs=level == FULL))
+    return "\n\n".join(parts)
 
 
 def diff_markdown(diff: Mapping[str, Any]) -> str:
-    return _md_join(*_md_agent(diff)) + "\n"
+    return _md_agent(diff) + "\n"
 
 
 AGENT_SEPARATOR = "\n\n---\n\n"
-FOOTER_RESERVE = 1000
-NOTE_RESERVE = 300
+FOOTER_RESERVE = 1500
 NAMES_SHOWN = 5
 
 
@@ -399,57 +422,86 @@ def _names(names: Sequence[str]) -> str:
     return shown + (", …" if len(names) > NAMES_SHOWN else "")
 
 
-def diffs_markdown(diffs: Sequence[Mapping[str, Any]], limit: int = 65000) -> str:
-    """Several agents in one comment, cut to *limit* characters by whole agents or sections."""
+def md_size(text: str) -> int:
+    """Length as GitHub counts a comment: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _md_summary(diffs: Sequence[Mapping[str, Any]], sides: tuple[str, str]) -> str:
+    changed = [d for d in diffs if d.get("has_changes")]
+    changes = [c for d in changed for c in d.get("changes") or []]
+    line = f"**{_plural(len(changed), 'agent')} changed**"
+    if changes:
+        line += f": {_md_count(changes)}"
+    if len(changed) < len(diffs):
+        line += f"; {len(diffs) - len(changed)} identical"
+    ends = {(str((d.get("production") or {}).get("commit")), str((d.get("staging") or {})
+             .get("commit"))) for d in diffs}
+    if len(ends) == 1 and all((d.get("production") or {}).get("version") is None for d in diffs):
+        line += f" · {_md_sides(diffs[0], sides)}"
+    return line
+
+
+def diffs_markdown(diffs: Sequence[Mapping[str, Any]], limit: int = 65000, *,
+                   sides: tuple[str, str] = ("Production", "Staging"),
+                   rerun: str = "agentstage diff") -> str:
+    """Several agents in one comment: a summary line, then each agent; cut to *limit*.
+
+    Under the limit every agent and field is shown. Over it, agents are shown with
+    less detail, all alike first (no line diffs, then paths only, then one line each),
+    then the first agents get back what still fits; a note says what was cut.
+    """
     if not diffs:
-        return "No agents to compare.\n"
-    blocks = [_md_agent(d) for d in diffs]
-    full = AGENT_SEPARATOR.join(_md_join(head, secs) for head, secs in blocks) + "\n"
-    if len(full) <= limit:
-        return full
+        return "No agent differs.\n"
+    summary = _md_summary(diffs, sides) if len(diffs) > 1 else ""
+    head = summary + "\n\n" if summary else ""
+
+    def join(blocks: Sequence[str]) -> str:
+        return head + AGENT_SEPARATOR.join(blocks)
+
+    full = [_md_agent(d, FULL, sides) for d in diffs]
+    out = join(full) + "\n"
+    if md_size(out) <= limit:
+        return out
     budget = max(limit - FOOTER_RESERVE, 0)
-    shown: list[str] = []
-    used = 0
-    partial: list[str] = []
-    missing: list[str] = []
-    for diff, (head, sections) in zip(diffs, blocks, strict=True):
-        agent = str(diff.get("agent"))
-        extra = len(AGENT_SEPARATOR) if shown else 0
-        whole = _md_join(head, sections)
-        if used + extra + len(whole) <= budget:
-            shown.append(whole)
-            used += extra + len(whole)
-            continue
-        if used + extra + len(head) + NOTE_RESERVE > budget:
-            missing.append(agent)
-            continue
-        kept: list[tuple[str, str]] = []
-        cut: list[str] = []
-        size = len(head)
-        for name, text in sections:
-            if used + extra + size + 2 + len(text) + NOTE_RESERVE <= budget:
-                kept.append((name, text))
-                size += 2 + len(text)
-            else:
-                cut.append(name)
-        if sections and not kept:
-            missing.append(agent)
-            continue
-        note = (f"… not shown for {agent}: {', '.join(cut)}"
-                f" (run `agentstage diff {agent}` locally)")
-        block = _md_join(head, kept) + "\n\n" + note
-        shown.append(block)
-        used += extra + len(block)
-        partial.append(agent)
-    footer = []
-    if missing:
-        footer.append(f"… {_plural(len(missing), 'agent')} not shown ({_names(missing)}):"
-                      " run `agentstage diff` locally")
-    if partial:
-        footer.append(f"… {_plural(len(partial), 'agent')} shown in part ({_names(partial)}):"
-                      " run `agentstage diff` locally")
-    out = AGENT_SEPARATOR.join(shown) + "\n\n" + "\n\n".join(footer) + "\n"
-    return out if len(out) <= limit else out[: max(limit - 2, 0)] + "…\n"
+    cache: dict[tuple[int, int], int] = {}
+
+    def size(index: int, level: int) -> int:
+        if (index, level) not in cache:
+            cache[index, level] = md_size(_md_agent(diffs[index], level, sides))
+        return cache[index, level]
+
+    gap = md_size(AGENT_SEPARATOR)
+    levels = [HEAD] * len(diffs)
+    for level in (TABLES, FIELDS, HEAD):
+        if md_size(head) + sum(size(i, level) + gap for i in range(len(diffs))) <= budget:
+            levels = [level] * len(diffs)
+            break
+    used = md_size(head) + sum(size(i, lv) + gap for i, lv in enumerate(levels))
+    shown = len(diffs)
+    while used > budget and shown:  # even one line per agent is too much: drop the last ones
+        shown -= 1
+        used -= size(shown, HEAD) + gap
+    for i in range(shown):  # give the first agents back what fits
+        for level in range(FULL, levels[i]):
+            extra = size(i, level) - size(i, levels[i])
+            if used + extra <= budget:
+                levels[i], used = level, used + extra
+                break
+    blocks = [_md_agent(diffs[i], levels[i], sides) for i in range(shown)]
+    cut: dict[int, list[str]] = {}
+    for i, level in enumerate(levels[:shown]):
+        if level != FULL and size(i, level) != md_size(full[i]):
+            cut.setdefault(level, []).append(str(diffs[i].get("agent")))
+    notes = [f"- {what}: {_names(cut[level])} ({_plural(len(cut[level]), 'agent')})"
+             for level, what in LEVEL_CUTS.items() if level in cut]
+    if shown < len(diffs):
+        rest = [str(d.get("agent")) for d in diffs[shown:]]
+        notes.append(f"- not shown at all: {_names(rest)} ({_plural(len(rest), 'agent')})")
+    footer = (f"*Cut to fit a {limit:,}-character comment:*\n\n" + "\n".join(notes)
+              + f"\n\nRun `{rerun}` for the whole diff.")
+    out = join(blocks) + "\n\n" + footer + "\n"
+    return out if md_size(out) <= limit else out[: max(limit - 2, 0)] + "…\n"
 
 
 def preview_markdown(preview: Mapping[str, Any]) -> str:
