@@ -377,9 +377,7 @@ def diff(obj: Context, agents: tuple[str, ...], exit_code: bool, base: str | Non
 
         for agent in agents:
             check_agent_id(agent)
-        results = diff_revs(store, base, head or "staging")
-        if agents:
-            results = [r for r in results if r["agent"] in agents]
+        results = diff_revs(store, base, head or "staging", agents)
     elif agents:
         results = [diff_agent(store, a) for a in agents]
     else:

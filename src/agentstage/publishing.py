@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import date, datetime, time
 from typing import Any
 
@@ -52,11 +53,15 @@ def diff_agent(store: Store, agent: str) -> dict[str, Any]:
     return diff_state(store, agent_state(store, agent))
 
 
-def diff_revs(store: Store, base: str, head: str) -> list[dict[str, Any]]:
-    """Every agent that differs between two commits, as diff shapes (for pull requests)."""
+def diff_revs(store: Store, base: str, head: str, only: Sequence[str] = ()
+              ) -> list[dict[str, Any]]:
+    """Every agent (of *only*, if given) that differs between two commits, as diff shapes
+    (for pull requests)."""
     old, new = store.resolve_commit(base), store.resolve_commit(head)
     out = []
     for agent in store.changed_agents(old, new):
+        if only and agent not in only:
+            continue
         a, b = load_at(store, old, agent, base), load_at(store, new, agent, head)
         changes = diff_configs(a.as_dict() if a else None, b.as_dict() if b else None)
         out.append({
@@ -131,6 +136,7 @@ def publish(store: Store, agent: str, reason: str, author: str | None = None,
     }
     message = f"{reason.strip()}\n\n{RECORD_MARKER}\n{json.dumps(record, sort_keys=True)}\n"
     tag_oid = store.write_tag(tag, state.staging, who, message)
+    crash_point("publish:after-tag-object")
     # The tag first (production locked and checked, not moved), then production: a crash
     # in between leaves a tag ahead of production, which the next publish completes.
     prod = production_ref(agent)
