@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -445,3 +446,20 @@ def test_any_text_parses_or_is_refused(text: str) -> None:
 @given(YAMLISH)
 def test_yaml_like_text_parses_or_is_refused(text: str) -> None:
     _parses_or_refuses(text.encode())
+
+
+def test_the_fast_parser_is_used_and_agrees_with_the_pure_one() -> None:
+    """libyaml's C parser reads agent files; ruamel's pure parser, which words syntax errors
+    better, is the fallback. Both must give the same data and lines."""
+    import _ruamel_yaml  # noqa: F401  (a declared dependency on CPython)
+
+    from agentstage.yamlload import _build
+
+    samples = sorted((Path(__file__).parent.parent / "sample-repo" / "agents").glob("*/*.yaml"))
+    assert samples
+    for path in samples:
+        text = path.read_text()
+        fast_lines: dict[Any, int] = {}
+        pure_lines: dict[Any, int] = {}
+        assert _build(text, fast_lines, fast=True) == _build(text, pure_lines, fast=False)
+        assert fast_lines == pure_lines

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 from agentstage.errors import InvalidConfig, Problem
@@ -100,7 +101,8 @@ def _scalar(event: Any, line: int) -> Any:
     if event.style == ">":
         value = value.replace("\a", "")  # the round-trip scanner marks folds with BEL
     if tag in (None, "!"):
-        plain = event.implicit[0] and event.style is None and tag is None
+        plain = event.implicit[0] and not event.style and tag is None  # C parser: style ''
+
         return _resolve_plain(value, line) if plain else value
     if tag not in _CORE_TAGS:
         raise _Fail(line, f"tag {tag} is not allowed: only plain YAML values are accepted")
@@ -150,7 +152,13 @@ def parse_yaml(data: bytes, file: str) -> Document:
                             hint="remove the file or give it content")
     doc = Document(file, None)
     try:
-        doc.data = _build(text, doc.lines)
+        try:
+            doc.data = _build(text, doc.lines)
+        except _Fail:
+            raise
+        except Exception:  # a syntax error: ruamel's own parser words it better
+            doc.lines.clear()
+            doc.data = _build(text, doc.lines, fast=False)
     except _Fail as fail:
         raise InvalidConfig([Problem(file, fail.line, "", fail.message)]) from None
     except Exception as exc:  # the parser's own errors carry a mark
@@ -168,8 +176,28 @@ def parse_yaml(data: bytes, file: str) -> Document:
     return doc
 
 
-def _build(text: str, lines: dict[Pos, int]) -> Any:
-    from ruamel.yaml import YAML
+def _events(text: str, fast: bool) -> Iterator[Any]:
+    """The parser's events: libyaml's C parser when it is there and *fast* (about 20 times
+    faster), else ruamel's own, whose syntax errors say more. Values are resolved here
+    either way."""
+    try:
+        if not fast:
+            raise ImportError
+        from _ruamel_yaml import CParser
+    except ImportError:
+        from ruamel.yaml import YAML
+
+        yield from YAML(typ="rt").parse(text)
+        return
+    parser = CParser(text)
+    try:
+        while parser.check_event():
+            yield parser.get_event()
+    finally:
+        parser.dispose()
+
+
+def _build(text: str, lines: dict[Pos, int], fast: bool = True) -> Any:
     from ruamel.yaml.events import (
         AliasEvent,
         DocumentStartEvent,
@@ -220,7 +248,7 @@ def _build(text: str, lines: dict[Pos, int]) -> Any:
             raise _Fail(line, "a mapping or list cannot be a key")
         return (*frame[1], frame[2])
 
-    for event in YAML(typ="rt").parse(text):
+    for event in _events(text, fast):
         line = (event.start_mark.line + 1) if event.start_mark is not None else 1
         if isinstance(event, DocumentStartEvent):
             documents += 1
