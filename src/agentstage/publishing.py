@@ -72,19 +72,25 @@ def diff_revs(store: Store, base: str, head: str, only: Sequence[str] = ()
     return out
 
 
-def _marks(store: Store, agent: str, staging: str, production: str | None) -> dict[str, list[str]]:
-    """Reverts and restores of this agent in the staging history being published."""
+def _pending(store: Store, agent: str, staging: str, production: str | None
+             ) -> tuple[bool, dict[str, list[str]]]:
+    """One walk of the staging history being published (the commits since production):
+    whether production is an ancestor of staging, and this agent's reverts and restores
+    in it. Production is an ancestor exactly when it is staging or a parent of one of
+    those commits."""
     found: dict[str, list[str]] = {"reverts": [], "restores": []}
     if production is None:
-        return found
-    for _oid, message in store.walk(staging, production):
+        return True, found
+    ancestor = production == staging
+    for _oid, message, parents in store.walk(staging, production):
+        ancestor = ancestor or production in parents
         for line in message.splitlines():
             for trailer, key in ((REVERT_TRAILER, "reverts"), (RESTORE_TRAILER, "restores")):
                 if line.startswith(trailer):
                     tag = line[len(trailer):].strip()
                     if tag.startswith(agent + "/") and tag not in found[key]:
                         found[key].append(tag)
-    return found
+    return ancestor, found
 
 
 def publish(store: Store, agent: str, reason: str, author: str | None = None,
@@ -107,7 +113,8 @@ def publish(store: Store, agent: str, reason: str, author: str | None = None,
             hint=f"change it first, e.g. agentstage set {agent} PATH=VALUE -m 'why'",
             payload={"agent": agent, "published": False, "has_changes": False},
         )
-    if state.production is not None and not store.is_ancestor(state.production, state.staging):
+    fast_forward, marks = _pending(store, agent, state.staging, state.production)
+    if not fast_forward:
         raise Conflict(
             f"{production_ref(agent)} is not an ancestor of staging: publishing would not be "
             "a fast-forward",
@@ -117,7 +124,6 @@ def publish(store: Store, agent: str, reason: str, author: str | None = None,
     version = state.version + 1
     tag = f"{agent}/v{version}"
     previous = f"{agent}/v{state.version}" if state.version else None
-    marks = _marks(store, agent, state.staging, state.production)
     result: dict[str, Any] = {
         "agent": agent, "published": not dry_run, "version": version, "tag": tag,
         "commit": state.staging, "previous": previous, "changes": diff["changes"],

@@ -27,6 +27,7 @@ from agentstage.errors import (
     Problem,
     UsageError,
 )
+from agentstage.faults import crash_point
 
 STAGING = "refs/heads/staging"
 PRODUCTION_PREFIX = "refs/heads/production/"
@@ -160,13 +161,14 @@ class Store:
         c = self._commit(commit)
         return c.message, [str(p) for p in c.parent_ids]
 
-    def walk(self, newest: str, stop: str | None) -> Iterator[tuple[str, str]]:
-        """(id, message) of the commits reachable from *newest* but not from *stop*."""
-        walker = self._repo.walk(newest, pygit2.enums.SortMode.TOPOLOGICAL)
+    def walk(self, newest: str, stop: str | None) -> Iterator[tuple[str, str, list[str]]]:
+        """(id, message, parent ids) of the commits reachable from *newest* but not from
+        *stop*, in no particular order."""
+        walker = self._repo.walk(newest, pygit2.enums.SortMode.NONE)
         if stop is not None:
             walker.hide(stop)
         for c in walker:
-            yield str(c.id), c.message
+            yield str(c.id), c.message, [str(p) for p in c.parent_ids]
 
     def _blob(self, oid: pygit2.Oid | str) -> bytes:
         blob = self._repo[oid]
@@ -340,6 +342,7 @@ class Store:
         if checkout:
             self._check_clean(directory)
         self.update_refs({STAGING: (old, new)}, message, who)
+        crash_point("staging:after-move")
         if checkout:
             self._sync_checkout(old, new, directory)
 
