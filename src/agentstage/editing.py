@@ -12,6 +12,7 @@ from agentstage.agents import agent_state, resolve_identity
 from agentstage.config import AGENTS_DIR, agent_dir, load_agent
 from agentstage.edit import Edit, apply_edits
 from agentstage.errors import Conflict, NotFound, UsageError
+from agentstage.faults import crash_point
 from agentstage.ids import check_agent_id
 from agentstage.semdiff import diff_configs
 from agentstage.store import STAGING, Store
@@ -45,6 +46,7 @@ def commit_agent_files(store: Store, agent: str, old_files: Mapping[str, bytes] 
     old = load_agent(agent, old_files) if old_files is not None else None
     who = resolve_identity(store, author)
     commit = store.commit_agent(parent, agent, new_files, message, who)
+    crash_point("edit:after-commit")
     store.move_staging(parent, commit, agent_dir(agent), message.splitlines()[0], who)
     changes = diff_configs(old.as_dict() if old else None, new.as_dict() if new else None)
     return {"agent": agent, "commit": commit, "changes": [c.as_json() for c in changes]}
