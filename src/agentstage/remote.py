@@ -35,8 +35,8 @@ def push_publish(store: Store, remote: str, agent: str, tag: str,
         capture_output=True, text=True, check=False)
     if done.returncode == 0:
         return
-    store.set_refs({tag_name: (tag_oid, None), prod: (new_prod, previous_production)},
-                   f"agentstage publish --push {remote}: refused, {tag} taken back")
+    store.update_refs({tag_name: (tag_oid, None), prod: (new_prod, previous_production)},
+                      f"agentstage publish --push {remote}: refused, {tag} taken back")
     reasons = [line.removeprefix("remote: ").removeprefix("error: ").strip()
                for line in done.stderr.splitlines()
                if line.startswith("remote: error: ") or line.startswith("remote:   ")]

@@ -305,10 +305,11 @@ class Store:
 
     # -- moving refs -----------------------------------------------------------------------
 
-    def update_refs(self, updates: Mapping[str, tuple[str | None, str]], message: str,
-                    who: Identity, expect: Mapping[str, str | None] | None = None) -> None:
-        """Move every ref in *updates* (name -> (expected old or None for "absent", new))
-        at once. All refs, and those of *expect* (name -> expected value, left as they
+    def update_refs(self, updates: Mapping[str, tuple[str | None, str | None]],
+                    message: str, who: Identity | None = None,
+                    expect: Mapping[str, str | None] | None = None) -> None:
+        """Move every ref in *updates* (name -> (expected old or None for "absent", new or
+        None to delete it)) at once. All refs, and those of *expect* (name -> expected value, left as they
         are), are locked first, then checked: a ref that moved, or exists when it should
         not, is a Conflict and nothing is written."""
         checks = {**(expect or {}), **{name: old for name, (old, _new) in updates.items()}}
@@ -324,10 +325,14 @@ class Store:
                             f"(expected {_short(old)}, found {_short(current)})",
                             hint="nothing was written; run the command again",
                         )
+                # pygit2 1.21 cannot pass a Signature here (it hands libgit2 bytes);
+                # the reflog takes the repository's identity, the message names who acted.
+                note = f"{message} ({who})" if who else message
                 for name, (_old, new) in updates.items():
-                    # pygit2 1.21 cannot pass a Signature here (it hands libgit2 bytes);
-                    # the reflog takes the repository's identity, the message names the act.
-                    txn.set_target(name, pygit2.Oid(hex=new), message=f"{message} ({who})")
+                    if new is None:
+                        txn.remove(name)
+                    else:
+                        txn.set_target(name, pygit2.Oid(hex=new), message=note)
         except AgentstageError:
             raise
         except pygit2.GitError as exc:
@@ -448,32 +453,6 @@ class Store:
             return None
         obj = self._repo[entry.id]
         return bytes(obj.data) if isinstance(obj, pygit2.Blob) else None
-
-    def set_refs(self, updates: Mapping[str, tuple[str | None, str | None]],
-                 message: str) -> None:
-        """Like update_refs, but a new value of None deletes the ref (used to put refs
-        back after a refused push)."""
-        try:
-            with self._repo.transaction() as txn:
-                for name in sorted(updates):
-                    txn.lock_ref(name)
-                for name, (old, _new) in updates.items():
-                    current = self.ref(name)
-                    if current != old:
-                        raise Conflict(
-                            f"{name} moved while this command ran "
-                            f"(expected {_short(old)}, found {_short(current)})",
-                            hint="nothing was written; check the ref with git show-ref",
-                        )
-                for name, (_old, new) in updates.items():
-                    if new is None:
-                        txn.remove(name)
-                    else:
-                        txn.set_target(name, pygit2.Oid(hex=new), message=message)
-        except AgentstageError:
-            raise
-        except pygit2.GitError as exc:
-            raise _lock_error(exc, self.git_dir) from None
 
     def _index(self, index_file: str | os.PathLike[str] | None) -> pygit2.Index:
         path = os.fspath(index_file) if index_file else str(self.git_dir / "index")
