@@ -309,9 +309,9 @@ class Store:
                     message: str, who: Identity | None = None,
                     expect: Mapping[str, str | None] | None = None) -> None:
         """Move every ref in *updates* (name -> (expected old or None for "absent", new or
-        None to delete it)) at once. All refs, and those of *expect* (name -> expected value, left as they
-        are), are locked first, then checked: a ref that moved, or exists when it should
-        not, is a Conflict and nothing is written."""
+        None to delete it)) at once. All refs, and those of *expect* (name -> expected
+        value, left as they are), are locked first, then checked: a ref that moved, or
+        exists when it should not, is a Conflict and nothing is written."""
         checks = {**(expect or {}), **{name: old for name, (old, _new) in updates.items()}}
         try:
             with self._repo.transaction() as txn:
