@@ -128,14 +128,19 @@ def revert(store: Store, agent: str, tag_text: str, preview: bool = False,
             f"the changes of {info.name} are already undone on staging",
             payload={"agent": agent, "tag": info.name, "reverted": False, "has_changes": False},
         )
-    reason = parse_record(info)["reason"]
-    text = f"Revert {info.name}: {reason}".splitlines()[0]
-    if message:
-        text += f"\n\n{message.strip()}"
-    text += f"\n\n{REVERT_TRAILER}{info.name}\n"
-    old_files = store.agent_files(state.staging, agent)
-    result = commit_agent_files(store, agent, old_files, new_files, text, author, state.staging)
+    subject = f"Revert {info.name}: {parse_record(info)['reason']}".splitlines()[0]
+    result = _commit(store, state, new_files, subject, message, REVERT_TRAILER + info.name,
+                     author)
     return {**result, "tag": info.name, "reverted": True}
+
+
+def _commit(store: Store, state: AgentState, new_files: dict[str, bytes] | None, subject: str,
+            message: str | None, trailer: str, author: str | None) -> dict[str, Any]:
+    """The revert or restore commit: subject, the user's why, and the trailer publish reads."""
+    text = subject + (f"\n\n{message.strip()}" if message else "") + f"\n\n{trailer}\n"
+    old_files = store.agent_files(state.staging, state.agent)
+    return commit_agent_files(store, state.agent, old_files, new_files, text, author,
+                              state.staging)
 
 
 def restore(store: Store, agent: str, tag_text: str, preview: bool = False,
@@ -150,10 +155,6 @@ def restore(store: Store, agent: str, tag_text: str, preview: bool = False,
             f"staging's {agent_dir(agent)} is already the snapshot of {info.name}",
             payload={"agent": agent, "tag": info.name, "restored": False, "has_changes": False},
         )
-    text = f"Restore {agent} to {info.name}"
-    if message:
-        text += f"\n\n{message.strip()}"
-    text += f"\n\n{RESTORE_TRAILER}{info.name}\n"
-    old_files = store.agent_files(state.staging, agent)
-    result = commit_agent_files(store, agent, old_files, snapshot, text, author, state.staging)
+    result = _commit(store, state, snapshot, f"Restore {agent} to {info.name}", message,
+                     RESTORE_TRAILER + info.name, author)
     return {**result, "tag": info.name, "restored": True}
