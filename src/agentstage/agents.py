@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any, NamedTuple
 
@@ -93,6 +94,9 @@ def agent_state(store: Store, agent: str, must_exist: bool = True) -> AgentState
     return AgentState(agent, staging, production, latest_version(store, agent))
 
 
+VERSION_RE = re.compile(r"v[1-9][0-9]*")  # ASCII digits only: str.isdigit takes any script
+
+
 def parse_tag(agent: str, text: str) -> tuple[str, int]:
     """`vN` or `<agent>/vN` -> (tag name, N)."""
     name = text.removeprefix("refs/tags/")
@@ -101,7 +105,7 @@ def parse_tag(agent: str, text: str) -> tuple[str, int]:
         if owner != agent:
             raise UsageError(f"tag {text!r} belongs to agent {owner!r}, not {agent!r}",
                              hint=f"use v<N> or {agent}/v<N>")
-    if not (name.startswith("v") and name[1:].isdigit() and int(name[1:]) > 0):
+    if not VERSION_RE.fullmatch(name):
         raise UsageError(f"invalid tag {text!r}: expected vN or {agent}/vN",
                          hint=f"see the publishes with 'agentstage history {agent}'")
     version = int(name[1:])

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentstage.agents import load_at, resolve_identity
+from agentstage.agents import VERSION_RE, load_at, resolve_identity
 from agentstage.errors import AgentstageError
 from agentstage.ids import is_agent_id
 from agentstage.publishing import parse_record
@@ -28,7 +28,7 @@ def _agents_with_refs(store: Store) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {}
     for ref in store.refs(TAG_PREFIX):
         owner, _, version = ref[len(TAG_PREFIX):].partition("/")
-        if is_agent_id(owner) and version.startswith("v") and version[1:].isdigit():
+        if is_agent_id(owner) and VERSION_RE.fullmatch(version):
             found.setdefault(owner, []).append(int(version[1:]))
     for ref in store.refs(PRODUCTION_PREFIX):
         found.setdefault(ref[len(PRODUCTION_PREFIX):], [])

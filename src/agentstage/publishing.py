@@ -8,6 +8,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 from agentstage.agents import (
+    VERSION_RE,
     AgentState,
     agent_state,
     latest_version,
@@ -248,7 +249,7 @@ def history(store: Store, agent: str | None = None, author: str | None = None,
         for ref in store.refs(TAG_PREFIX):
             name = ref[len(TAG_PREFIX):]
             owner, _, v = name.partition("/")
-            if is_agent_id(owner) and v.startswith("v") and v[1:].isdigit():
+            if is_agent_id(owner) and VERSION_RE.fullmatch(v):
                 names.append(name)
         found = [store.tag(n) for n in names]
         infos = (i for i in sorted((i for i in found if i is not None),

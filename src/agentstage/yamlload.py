@@ -19,6 +19,7 @@ from agentstage.errors import InvalidConfig, Problem
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 32
+MAX_VALUES = 50_000  # far beyond any agent; bounds the time and memory of a hostile file
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # what every JSON and config consumer can hold
 
 Pos = tuple[str | int, ...]
@@ -248,8 +249,10 @@ def _build(text: str, lines: dict[Pos, int], fast: bool = True) -> Any:
             raise _Fail(line, "a mapping or list cannot be a key")
         return (*frame[1], frame[2])
 
-    for event in _events(text, fast):
+    for count, event in enumerate(_events(text, fast)):
         line = (event.start_mark.line + 1) if event.start_mark is not None else 1
+        if count > MAX_VALUES:
+            raise _Fail(line, f"more than {MAX_VALUES} values in one file")
         if isinstance(event, DocumentStartEvent):
             documents += 1
             if documents > 1:
