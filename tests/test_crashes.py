@@ -113,10 +113,6 @@ def test_crash_at_each_step_boundary(command: str, point: str, layout: Path, run
                                      request: pytest.FixtureRequest) -> None:
     repo = layout
     checkout = (repo / ".git").is_dir()
-    if point == "staging:after-move" and checkout:
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="bug: a crash after staging moved leaves the checkout's index "
-            "and files at the old commit; the next edit refuses (exit 5) and doctor misses it"))
     publish_twice(run, repo, A)
     if command == "publish":
         assert run("set", A, "model.temperature=0.9", repo=repo).code == 0
@@ -207,8 +203,6 @@ def test_a_stale_ref_lock_is_a_clear_error_that_doctor_clears(bare: Path, lock: 
     assert run(*command, repo=bare).code == 0
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a stale .git/index.lock in a checkout makes set "
-                   "move staging, then fail with an internal error (exit 70) while syncing")
 def test_a_stale_index_lock_in_a_checkout_is_a_clear_error(repo: Path) -> None:
     (repo / ".git" / "index.lock").write_text("")
     before = ref(repo, "staging")

@@ -185,3 +185,34 @@ def test_init_new_repository_and_adopt(run: Any, tmp_path: Path) -> None:
     assert run("init", "--bare", str(bare)).code == 0
     assert git(bare, "rev-parse", "--is-bare-repository") == "true"
     assert git(bare, "ls-tree", "--name-only", "staging") == "agents"
+
+
+def test_the_next_edit_completes_a_checkout_update_a_crash_interrupted(run: Any,
+                                                                        repo: Path) -> None:
+    import os
+
+    crashed = subprocess.run(
+        [sys.executable, "-m", "agentstage", "-C", str(repo), "set", AGENT,
+         "model.temperature=0.5"],
+        env={**os.environ, "AGENTSTAGE_CRASH_AT": "staging:after-move"},
+        capture_output=True, text=True, check=False)
+    assert crashed.returncode == 137
+    assert "temperature: 0.5" in staging_file(repo, "agent.yaml")
+    assert git(repo, "status", "--porcelain") != ""  # the checkout lags behind staging
+    result = run("set", AGENT, "model.max_tokens=512", repo=repo)
+    assert result.code == 0, result.err
+    assert "warning: completed an interrupted update of the checkout" in result.err
+    assert git(repo, "status", "--porcelain") == ""
+    text = (repo / DIR / "agent.yaml").read_text()
+    assert "temperature: 0.5" in text and "max_tokens: 512" in text
+
+
+def test_a_real_uncommitted_change_is_not_mistaken_for_an_interrupted_update(
+        run: Any, repo: Path) -> None:
+    path = repo / DIR / "agent.yaml"
+    git(repo, "commit", "-q", "--allow-empty", "-m", "empty")  # staging's parent has the same files
+    path.write_text(path.read_text().replace("Billing Support Bot", "Mine"))
+    git(repo, "add", str(path))
+    result = run("set", AGENT, "model.temperature=0.5", repo=repo)
+    assert result.code == 5
+    assert "Mine" in path.read_text()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from typing import Any, NamedTuple
 
 from agentstage.config import load_agent
@@ -20,11 +19,6 @@ from agentstage.store import (
     production_ref,
     tag_ref,
 )
-
-
-def warn(message: str) -> None:
-    """Say something the user should know that is not the command's result."""
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def resolve_identity(store: Store, explicit: str | None) -> Identity:

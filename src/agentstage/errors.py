@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -67,3 +68,8 @@ class NotFound(AgentstageError):
 
 class PolicyDenied(AgentstageError):
     exit_code = 7
+
+
+def warn(message: str) -> None:
+    """Say something the user should know that is not the command's result (stderr)."""
+    print(f"warning: {message}", file=sys.stderr)

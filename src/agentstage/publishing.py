@@ -14,7 +14,6 @@ from agentstage.agents import (
     latest_version,
     load_at,
     resolve_identity,
-    warn,
 )
 from agentstage.errors import (
     Conflict,
@@ -23,6 +22,7 @@ from agentstage.errors import (
     NothingToPublish,
     Problem,
     UsageError,
+    warn,
 )
 from agentstage.faults import crash_point
 from agentstage.ids import check_agent_id, is_agent_id

@@ -26,6 +26,7 @@ from agentstage.errors import (
     NotFound,
     Problem,
     UsageError,
+    warn,
 )
 from agentstage.faults import crash_point
 
@@ -345,11 +346,23 @@ class Store:
         uncommitted changes there make it refuse, before anything is written."""
         checkout = self.head_branch() == STAGING and not self.is_bare
         if checkout:
+            lock = self.git_dir / "index.lock"
+            if lock.exists():
+                raise Conflict(f"the checkout's index is locked: {lock} exists",
+                               hint="another git command is running; if none is, the lock is "
+                                    f"stale: remove it (rm {lock})")
             self._check_clean(directory)
         self.update_refs({STAGING: (old, new)}, message, who)
         crash_point("staging:after-move")
         if checkout:
-            self._sync_checkout(old, new, directory)
+            try:
+                self._sync_checkout(old, new, directory)
+            except pygit2.GitError as exc:
+                raise Conflict(
+                    f"staging moved to {new[:12]}, but the checkout could not follow: {exc}",
+                    hint="the next agentstage command on this agent brings the checkout "
+                         "in step",
+                ) from None
 
     def head_commit(self) -> str | None:
         try:
@@ -387,11 +400,41 @@ class Store:
             if flags not in (pygit2.GIT_STATUS_CURRENT, pygit2.GIT_STATUS_IGNORED) \
                     and not (workdir / path).is_dir():
                 dirty.append(path)
+        if dirty and self._interrupted_sync(directory):
+            return
         if dirty:
             raise Conflict(
                 f"the checkout of staging has uncommitted changes to {', '.join(dirty)}",
                 hint="commit or stash them first (git stash), then run the command again",
             )
+
+    def _interrupted_sync(self, directory: str) -> bool:
+        """A command that moved staging and died before the checkout followed leaves the
+        index and work tree at staging's parent for *directory*: finish the job, and say so.
+        """
+        staging = self.ref(STAGING)
+        workdir = self.workdir
+        if staging is None or workdir is None:
+            return False
+        parents = self._commit(staging).parent_ids
+        if not parents:
+            return False
+        parent = str(parents[0])
+        index = self._repo.index
+        index.read()
+        prefix = directory + "/"
+        staged = {e.path: str(e.id) for e in index if e.path.startswith(prefix)
+                  and "/" not in e.path[len(prefix):]}
+        if staged != self._blob_paths(parent, directory):
+            return False
+        for path, oid in staged.items():  # the work tree must hold exactly the index
+            target = workdir / path
+            if not target.is_file() or str(pygit2.hash(target.read_bytes())) != oid:
+                return False
+        self._sync_checkout(parent, staging, directory)
+        warn(f"completed an interrupted update of the checkout: {directory} now matches "
+             f"staging ({staging[:12]})")
+        return True
 
     def _sync_checkout(self, old: str | None, new: str, directory: str) -> None:
         workdir = self.workdir
