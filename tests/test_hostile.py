@@ -156,15 +156,12 @@ def test_revert_of_a_publish_gives_back_the_configuration_before_it(
     assert diff_configs(a, reverted.as_dict()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the editor writes these keys unquoted (U+0085 raw "
-                   "in block style, '0?' and ':0' in flow style), they read back differently, "
-                   "and its self-check makes it exit 70 (nothing is written)")
 @pytest.mark.parametrize(("agent_yaml", "key"), [
     ("name: Bot\nmodel:\n  name: x\n", "a\x85b"),
     ("name: Bot\nmodel: {name: x, parameters: {}}\n", "0?"),
     ("name: Bot\nmodel: {name: x, parameters: {}}\n", ":0"),
 ])
-def test_keys_the_editor_cannot_write_yet(run: Any, tmp_path: Path, agent_yaml: str,
+def test_odd_keys_are_written_quoted_and_read_back(run: Any, tmp_path: Path, agent_yaml: str,
                                           key: str) -> None:
     path = tmp_path / "r"
     path.mkdir()

@@ -351,6 +351,7 @@ class _Editor:
             container.append(node)
             key = len(container) - 1
         else:
+            key = _key(key)
             container.ca.items.pop(key, None)
             container[key] = node
         _set_rest(container, key, tail)
@@ -367,6 +368,7 @@ class _Editor:
         if isinstance(container, list):
             container.append(node)
         else:
+            key = _key(key)
             _ca(container).items.pop(key, None)
             container[key] = node
         if tail and parent is not None:
@@ -561,6 +563,16 @@ _LITERAL_OK = re.compile(r"[\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\u
 _ODD_BREAKS = re.compile("[\x85\u2028\u2029]")
 
 
+def _key(key: Any) -> Any:
+    """A new mapping key: plain when it is a simple name, else double-quoted, since ruamel
+    writes some keys plain that do not read back the same (`0?`, `:0`, U+0085)."""
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
+    if isinstance(key, str) and not _SIMPLE_KEY.fullmatch(key):
+        return DoubleQuotedScalarString(key)
+    return key
+
+
 def _to_node(value: Any) -> Any:
     """A ruamel node for a plain value: block collections, literal blocks for multi-line text."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -569,7 +581,7 @@ def _to_node(value: Any) -> Any:
     if isinstance(value, dict):
         node = CommentedMap()
         for key, item in value.items():
-            node[key] = _to_node(item)
+            node[_key(key)] = _to_node(item)
         return node
     if isinstance(value, list):
         return CommentedSeq(_to_node(item) for item in value)
@@ -668,6 +680,8 @@ def _guess_indent(tree: Any, lines: list[str]) -> tuple[int, int, int]:
         return _DEFAULT_INDENT
     return mapping, offset, sequence
 
+
+_SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_ .-]*")
 
 _EMITTERS: dict[tuple[int, int], type] = {}
 
