@@ -102,9 +102,25 @@ def bare(repo: Path, tmp_path: Path) -> Path:
     return path
 
 
+def hooked_server(base: Path, run: Any) -> tuple[Path, Path]:
+    """A checkout of the sample agents, and a bare server with the server hook installed
+    by `hooks install --server` and staging pushed to it through the hook."""
+    source = base / "source"
+    shutil.copytree(SAMPLE / "agents", source / "agents")
+    git(source, "init", "-q", "-b", "staging")
+    commit_all(source, "Add sample agents")
+    server = base / "server.git"
+    git(base, "init", "-q", "--bare", "-b", "staging", str(server))
+    assert run("hooks", "install", "--server", repo=server).code == 0
+    git(source, "remote", "add", "origin", str(server))
+    git(source, "push", "-q", "origin", "staging")
+    return source, server
+
+
 def tree_state(repo: Path) -> str:
     """Every ref and its target: compare before and after to prove nothing changed."""
     return git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
 
 
-__all__ = ["AUTHOR", "ROOT", "SAMPLE", "Result", "commit_all", "git", "tree_state", "write_agent"]
+__all__ = ["AUTHOR", "ROOT", "SAMPLE", "Result", "commit_all", "git", "hooked_server",
+           "tree_state", "write_agent"]

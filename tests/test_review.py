@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import ROOT, SAMPLE, commit_all, git
+from conftest import ROOT, SAMPLE, commit_all, git, hooked_server
 
 AGENT = "billing-support"
 AGENT_YAML = Path("agents") / AGENT / "agent.yaml"
@@ -205,15 +205,7 @@ def _template(run: Any, factory: pytest.TempPathFactory) -> dict[str, Path]:
     changed hr-helpdesk on staging (so the branch is behind its base, as usual)."""
     if not _TEMPLATE:
         base = factory.mktemp("review-template")
-        source = base / "source"
-        shutil.copytree(SAMPLE / "agents", source / "agents")
-        git(source, "init", "-q", "-b", "staging")
-        commit_all(source, "Add sample agents")
-        server = base / "server.git"
-        git(base, "init", "-q", "--bare", "-b", "staging", str(server))
-        assert run("hooks", "install", "--server", repo=server).code == 0
-        git(source, "remote", "add", "origin", str(server))
-        git(source, "push", "-q", "origin", "staging")
+        source, server = hooked_server(base, run)
         work = clone(server, base / "work")
         git(work, "checkout", "-q", "-b", "feature")
         edit(work, AGENT_YAML, "temperature: 0.2", "temperature: 0.4")

@@ -15,7 +15,7 @@ import pytest
 from agentstage.errors import PolicyDenied
 from agentstage.remote import push_publish, push_published
 from agentstage.store import Store
-from conftest import SAMPLE, commit_all, git, tree_state
+from conftest import commit_all, git, hooked_server, tree_state
 
 AGENT = "billing-support"
 AGENT_YAML = Path("agents") / AGENT / "agent.yaml"
@@ -43,15 +43,7 @@ def _template(run: Any, factory: pytest.TempPathFactory) -> dict[str, Path]:
     it (through the hook), and a clone of it. Each test copies both."""
     if not _TEMPLATE:
         base = factory.mktemp("server-template")
-        source = base / "source"
-        shutil.copytree(SAMPLE / "agents", source / "agents")
-        git(source, "init", "-q", "-b", "staging")
-        commit_all(source, "Add sample agents")
-        server = base / "server.git"
-        git(base, "init", "-q", "--bare", "-b", "staging", str(server))
-        assert run("hooks", "install", "--server", repo=server).code == 0
-        git(source, "remote", "add", "origin", str(server))
-        assert push(source, "staging").returncode == 0
+        _source, server = hooked_server(base, run)
         git(base, "clone", "-q", str(server), str(base / "clone"))
         _TEMPLATE.update(server=server, clone=base / "clone")
     return _TEMPLATE
