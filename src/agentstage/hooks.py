@@ -1,8 +1,9 @@
 """Git hooks: the checkout's pre-commit check, the server's pre-receive rules, and
 installing both without clobbering hooks already there.
 
-The installed hook files are one line (`exec agentstage hook NAME "$@"`); a hook that
-was there before is kept as NAME.local and run first by `agentstage hook NAME`.
+The installed hook files only exec `agentstage hook NAME "$@"` (or say how to install
+agentstage when it is not on PATH); a hook that was there before is kept as NAME.local
+and run first by `agentstage hook NAME`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,18 @@ def load_agent(agent: str, files: Mapping[str, bytes]) -> None:
 
 
 def hook_script(name: str) -> str:
-    return f'#!/bin/sh\nexec agentstage hook {name} "$@"\n'
+    # Without the check, a checkout whose venv is not active fails every commit with the
+    # shell's "exec: agentstage: not found", which names neither the tool nor the fix.
+    return (
+        "#!/bin/sh\n"
+        "command -v agentstage >/dev/null 2>&1 || {\n"
+        f'  echo "error: the git hook {name} needs agentstage, which is not on PATH" >&2\n'
+        '  echo "hint: pip install agentstage, or activate the environment that has it'
+        ' (source .venv/bin/activate)" >&2\n'
+        "  exit 1\n"
+        "}\n"
+        f'exec agentstage hook {name} "$@"\n'
+    )
 
 
 def _is_ours(path: Path, name: str) -> bool:
