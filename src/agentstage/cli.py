@@ -44,10 +44,17 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+COLOR_KEY = "agentstage.color"  # in click's ctx.meta: the --color choice
 
 
 def use_color() -> bool:
-    return "NO_COLOR" not in os.environ and sys.stdout.isatty()
+    """Colour in text output: as --color says; with auto (the default) on a terminal,
+    unless NO_COLOR is set to something (an empty NO_COLOR does not count: no-color.org)."""
+    ctx = click.get_current_context(silent=True)
+    mode = ctx.meta.get(COLOR_KEY, "auto") if ctx is not None else "auto"
+    if mode != "auto":
+        return bool(mode == "always")
+    return not os.environ.get("NO_COLOR") and sys.stdout.isatty()
 
 
 def format_option(*choices: str) -> Callable[[F], F]:
@@ -84,8 +91,11 @@ Examples:
 @click.option("--author", metavar='"NAME <EMAIL>"',
               help="Who makes the change (default: $AGENTSTAGE_AUTHOR, else git's user.name "
                    "and user.email).")
+@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
+              show_default=True, help="Colour in text output; auto: on a terminal, unless "
+              "NO_COLOR is set (and not empty).")
 @click.pass_context
-def cli(ctx: click.Context, repo: str | None, author: str | None) -> None:
+def cli(ctx: click.Context, repo: str | None, author: str | None, color: str) -> None:
     """Staging and Production for AI agent configurations, with git as the only store.
 
     Each agent is a directory agents/<id>/ of YAML files. Edits land on the
@@ -93,6 +103,9 @@ def cli(ctx: click.Context, repo: str | None, author: str | None) -> None:
     when, why and what changed in an annotated tag `<id>/vN`.
     """
     ctx.obj = Context(repo, author)
+    ctx.meta[COLOR_KEY] = color
+    if color != "auto":  # click.echo would strip colour from a pipe on its own
+        ctx.color = color == "always"
 
 
 # -- repository and agents ---------------------------------------------------------------
@@ -602,6 +615,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `agentstage`, `agentstage hooks`
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        return 0
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         return 130
