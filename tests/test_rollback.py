@@ -105,7 +105,7 @@ def test_revert_conflict_names_fields_and_writes_nothing(run: Any, published: Pa
     assert "knowledge[status-page]" not in result.err
     assert tree_state(repo) == before
     preview = run("revert", AGENT, "v2", "--preview", "--format", "json", repo=repo).json()
-    assert preview["conflicts"] == [{"path": "model.temperature"}]
+    assert [c["path"] for c in preview["conflicts"]] == ["model.temperature"]
 
 
 def test_revert_twice_says_already_undone(run: Any, published: Path) -> None:

@@ -499,8 +499,12 @@ def _rollback_command(name: str) -> Callable[..., None]:
         if preview:
             if fmt == "markdown":
                 click.echo(render.preview_markdown(result))
-                return
-            emit(fmt, result, lambda: render.preview_text(result, use_color()))
+            else:
+                emit(fmt, result, lambda: render.preview_text(result, use_color()))
+            if result.get("conflicts"):  # printed, and still an error: nothing would apply
+                error = rollback.conflict_error(agent, result["tag"], result["conflicts"])
+                error.payload = None  # the preview above is the JSON of this outcome
+                raise error
         else:
             emit(fmt, result, lambda: f"{agent}: {name.rstrip('e')}ed {result['tag']} on staging "
                  f"({result['commit'][:12]}); production is unchanged until you publish")
@@ -508,7 +512,7 @@ def _rollback_command(name: str) -> Callable[..., None]:
     command.__doc__ = f"""{verb}
 
     Production never moves: publish afterwards to make it live. TAG is vN or
-    AGENT/vN. {'A field edited since that publish is a conflict (exit 5).'
+    AGENT/vN. {'A field edited since that publish is a conflict (exit 5, with --preview too).'
                if name == 'revert' else 'Other agents are untouched.'}
 
     \b

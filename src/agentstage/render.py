@@ -233,23 +233,40 @@ def preview_text(preview: Mapping[str, Any], color: bool) -> str:
     lines = [f"{_paint(agent, 'bold', color)}: preview of {action} {preview.get('tag')}", ""]
     blocks = (("staging", f"In staging (now {ARROW} after {action}):"),
               ("production", "In production after the next publish:"))
+    conflicts = list(preview.get("conflicts") or [])
     for key, title in blocks:
         diff = preview.get(key) or {}
         lines.append(_paint(title, "bold", color))
-        if not diff.get("has_changes") and not diff.get("changes"):
+        if not diff.get("changes") and conflicts:
+            lines.append(f"  nothing would be applied: the {action} conflicts (below)")
+        elif not diff.get("has_changes") and not diff.get("changes"):
             lines.append("  no changes")
         elif not diff.get("changes"):
             lines.append("  " + FORMATTING_ONLY)
         else:
             lines += _change_lines(list(diff["changes"]), color, indent="  ")
         lines.append("")
-    conflicts = list(preview.get("conflicts") or [])
     if conflicts:
         lines.append(_paint(f"Conflicts: the {action} cannot be applied;"
                             " these fields were changed since:", "red", color))
-        lines += [f"  {_clean(str(c.get('path')))}" for c in conflicts]
+        lines += [f"  {_conflict_line(c, preview, VALUE_WIDTH)}" for c in conflicts]
         lines.append("")
     return "\n".join(lines[:-1]) + "\n"
+
+
+def _conflict_line(clash: Mapping[str, Any], preview: Mapping[str, Any], width: int) -> str:
+    """`path: vN set X, staging now has Y`, values escaped (markdown escapes the line)."""
+    path = _clean(str(clash.get("path")))
+    if "staging" not in clash:
+        return path
+    version = str(preview.get("tag") or "").rpartition("/")[2] or "the publish"
+
+    def shown(key: str) -> str:
+        if clash.get(f"{key}_absent"):
+            return ABSENT
+        return _cut(_clean(_flow(clash.get(key))), width)
+
+    return f"{path}: {version} set {shown('published')}, staging now has {shown('staging')}"
 
 
 # -- tables ---------------------------------------------------------------------------
@@ -512,20 +529,24 @@ def preview_markdown(preview: Mapping[str, Any]) -> str:
                ("Staging now", f"After {action}")),
               ("production", "In production after the next publish",
                ("Production now", "After the next publish")))
+    conflicts = list(preview.get("conflicts") or [])
     for key, title, columns in blocks:
         diff = preview.get(key) or {}
         changes = list(diff.get("changes") or [])
+        if not changes and conflicts:
+            out.append(f"**{title}:** nothing would be applied: the {action} conflicts")
+            continue
         if not changes:
             what = FORMATTING_ONLY if diff.get("has_changes") else "no changes"
             out.append(f"**{title}:** {what}")
             continue
         out.append(f"**{title}:** {_md_count(changes)}")
         out += [_md_section(s, items, columns) for s, items in _by_section(changes)]
-    conflicts = list(preview.get("conflicts") or [])
     if conflicts:
         out.append(f"**Conflicts:** the {action} cannot be applied;"
                    " these fields were changed since:\n\n"
-                   + "\n".join(f"- {_md_code(str(c.get('path')))}" for c in conflicts))
+                   + "\n".join(f"- {_md_code(_conflict_line(c, preview, MD_VALUE_WIDTH))}"
+                                for c in conflicts))
     return "\n\n".join(out) + "\n"
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from agentstage.agents import AgentState, agent_state, load_at, parse_tag
 from agentstage.config import agent_dir, load_agent
 from agentstage.edit import Edit, apply_edits
-from agentstage.editing import commit_agent_files
+from agentstage.editing import commit_agent_files, field_changes
 from agentstage.errors import Conflict, NotFound, NothingToPublish
 from agentstage.fieldpath import parse_path
 from agentstage.model import AgentConfig
@@ -37,7 +37,7 @@ def _config_dict(config: AgentConfig | None) -> dict[str, Any] | None:
 
 
 def plan_revert(store: Store, state: AgentState, info: TagInfo, version: int
-                ) -> tuple[dict[str, bytes] | None, list[dict[str, str]], bool]:
+                ) -> tuple[dict[str, bytes] | None, list[dict[str, Any]], bool]:
     """(new staging files or None to remove the agent, conflicts, anything to do)."""
     agent = state.agent
     previous = store.tag(f"{agent}/v{version - 1}") if version > 1 else None
@@ -51,20 +51,73 @@ def plan_revert(store: Store, state: AgentState, info: TagInfo, version: int
         if cur is None:
             return None, [], False
         changed = diff_configs(_config_dict(after), cur)
-        return None, [{"path": c.path} for c in changed], True
+        return None, [_clash(c.path, MISSING,
+                             MISSING if c.change == "added" else c.production,
+                             MISSING if c.change == "removed" else c.staging)
+                      for c in changed], True
     if files is None or cur is None:
         return None, [{"path": "(the agent was removed from staging)"}], True
     edits: list[Edit] = []
-    conflicts: list[dict[str, str]] = []
+    conflicts: list[dict[str, Any]] = []
     for change in introduced:
         edit, clash = _undo(change, cur)
         if clash:
-            conflicts.append({"path": change.path})
+            conflicts.append(_clash(change.path, change.production if change.change != "added"
+                                    else MISSING, change.staging if change.change != "removed"
+                                    else MISSING, value_at(cur, change.path)))
         elif edit is not None:
             edits.append(edit)
     if conflicts or not edits:
         return files, conflicts, bool(edits)
     return apply_edits(files, edits), [], True
+
+
+def _clash(path: str, before: Any, published: Any, now: Any) -> dict[str, Any]:
+    """A conflict: the field, the value the publish set, the value staging has now, and the
+    value the revert would have set (null, and a `*_absent` flag, where a side has no
+    such field)."""
+    out: dict[str, Any] = {"path": path}
+    for key, value in (("published", published), ("staging", now), ("reverted_to", before)):
+        out[key] = None if value is MISSING else value
+        if value is MISSING:
+            out[f"{key}_absent"] = True
+    return out
+
+
+def conflict_error(agent: str, tag: str, conflicts: list[dict[str, Any]]) -> Conflict:
+    """The error of a revert that conflicts: each field with both values, and the way out:
+    the snapshot of the publish before *tag*, never *tag* itself."""
+    _name, version = parse_tag(agent, tag)
+    lines = [f"cannot revert {tag}: staging has changed {len(conflicts)} field"
+             f"{'s' if len(conflicts) != 1 else ''} since that publish"
+             f" (nothing was applied):"]
+    for clash in conflicts:
+        if "staging" not in clash:
+            lines.append(f"  {clash['path']}")
+            continue
+        lines.append(f"  {clash['path']}: v{version} set {_shown(clash, 'published')}, "
+                     f"staging now has {_shown(clash, 'staging')}")
+    if version > 1:
+        hint = (f"edit these fields by hand (agentstage set {agent} PATH=VALUE) and revert "
+                f"again, or set staging back to the publish before it: "
+                f"agentstage restore {agent} {agent}/v{version - 1}")
+    else:
+        hint = (f"{tag} is the agent's first publish, so there is no earlier snapshot to "
+                f"restore: edit these fields by hand (agentstage set {agent} PATH=VALUE) back "
+                "to what it published, then revert again")
+    return Conflict("\n".join(lines), hint=hint,
+                    payload={"agent": agent, "tag": tag, "reverted": False,
+                             "conflicts": conflicts})
+
+
+def _shown(clash: dict[str, Any], key: str) -> str:
+    import json
+
+    if clash.get(f"{key}_absent"):
+        return "nothing (no such field)"
+    text = json.dumps(clash.get(key), ensure_ascii=False)
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def _undo(change: Change, current: dict[str, Any]) -> tuple[Edit | None, bool]:
@@ -79,25 +132,27 @@ def _undo(change: Change, current: dict[str, Any]) -> tuple[Edit | None, bool]:
         if now is MISSING:
             return Edit(path, change.production), False
         return (None, False) if same(now, change.production) else (None, True)
+    if now is MISSING:  # a field the publish modified, removed from staging since
+        return None, True
     if same(now, change.production):
         return None, False
-    if now is not MISSING and same(now, change.staging):
+    if same(now, change.staging):
         return Edit(path, change.production), False
     return None, True
 
 
 def _preview(store: Store, state: AgentState, tag: str, action: str,
-             after: dict[str, bytes] | None, conflicts: list[dict[str, str]]) -> dict[str, Any]:
+             after: dict[str, bytes] | None, conflicts: list[dict[str, Any]]) -> dict[str, Any]:
     """Two diffs (DESIGN.md: preview): staging now against after, and production now
     against production after the next publish. With conflicts nothing would happen."""
     agent = state.agent
-    then = _config_dict(load_agent(agent, after)) if after is not None else None
+    if after is not None:
+        load_agent(agent, after)  # what staging would become must be valid
 
     def shape(commit: str | None, version: int | None) -> dict[str, Any]:
         files = store.agent_files(commit, agent)
         differs = not conflicts and files != after
-        changes = diff_configs(_config_dict(load_at(store, commit, agent)), then) \
-            if differs else []
+        changes = field_changes(agent, files, after) if differs else []  # staging may be invalid
         return {"agent": agent, "has_changes": differs,
                 "production": {"commit": commit, "version": version},
                 "staging": {"commit": None}, "changes": [c.as_json() for c in changes]}
@@ -116,13 +171,7 @@ def revert(store: Store, agent: str, tag_text: str, preview: bool = False,
     if preview:
         return _preview(store, state, info.name, "revert", new_files, conflicts)
     if conflicts:
-        raise Conflict(
-            f"cannot revert {info.name}: staging has changed these fields since: "
-            + ", ".join(c["path"] for c in conflicts),
-            hint=f"edit them by hand, or use 'agentstage restore {agent} {info.name}' to "
-                 "return to a snapshot",
-            payload={"agent": agent, "tag": info.name, "reverted": False, "conflicts": conflicts},
-        )
+        raise conflict_error(agent, info.name, conflicts)
     if not todo:
         raise NothingToPublish(
             f"the changes of {info.name} are already undone on staging",
