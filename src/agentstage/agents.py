@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from agentstage.config import load_agent
 from agentstage.errors import AgentstageError, NotFound, UsageError
-from agentstage.ids import check_agent_id
+from agentstage.ids import check_agent_id, is_agent_id
 from agentstage.model import AgentConfig
 from agentstage.store import (
     PRODUCTION_PREFIX,
@@ -27,7 +27,7 @@ def resolve_identity(store: Store, explicit: str | None) -> Identity:
         return parse_identity(explicit)
     env = os.environ.get("AGENTSTAGE_AUTHOR")
     if env:
-        return parse_identity(env)
+        return parse_identity(env, "AGENTSTAGE_AUTHOR")
     found = store.identity()
     if found is None:
         raise UsageError(
@@ -41,6 +41,12 @@ def resolve_identity(store: Store, explicit: str | None) -> Identity:
 def staging_head(store: Store) -> str:
     head = store.ref(STAGING)
     if head is None:
+        remote = next((r for r in store.refs("refs/remotes/") if r.endswith("/staging")), None)
+        if remote is not None:
+            short = remote.removeprefix("refs/remotes/")
+            raise NotFound("no local staging branch in this clone",
+                           hint=f"make one that tracks the team's: git branch --track staging "
+                                f"{short} (or git checkout staging)")
         raise NotFound("no staging branch (refs/heads/staging) in this repository",
                        hint="run 'agentstage init' to create it")
     return head
@@ -74,18 +80,51 @@ def load_at(store: Store, commit: str | None, agent: str, where: str = "") -> Ag
 class AgentState(NamedTuple):
     agent: str
     staging: str
-    production: str | None
+    production: str | None  # the production the team sees (see `team_production`)
     version: int
+    local: str | None = None  # this repository's production ref: what a publish swaps
+    remote: str | None = None  # the remote staging tracks, when this is a clone
+    in_production: bool = False  # production holds agents/<agent>
+
+    @property
+    def retired(self) -> bool:
+        """Published, and the newest publish took the agent out of production."""
+        return self.production is not None and self.version > 0 and not self.in_production
+
+
+def team_production(store: Store, agent: str, version: int) -> tuple[str | None, str | None,
+                                                                      str | None]:
+    """(production, local production ref, upstream remote) of *agent*.
+
+    In a repository whose staging tracks no remote (the store itself, or a git server),
+    production is the local ref. In a clone, it is what the team published: the newest
+    (in ancestry) of the newest publish tag's commit, the remote-tracking production ref
+    and the local ref; a clone's missing or stale local ref is not a problem."""
+    local = store.ref(production_ref(agent))
+    found = store.upstream(STAGING)
+    if found is None:
+        return local, local, None
+    remote = found[0]
+    tagged = store.tag(f"{agent}/v{version}") if version else None
+    best: str | None = None
+    for commit in (tagged.target if tagged else None,
+                   store.remote_ref(remote, production_ref(agent)), local):
+        if commit is not None and commit != best and (
+                best is None or store.is_ancestor(best, commit)):
+            best = commit
+    return best, local, remote
 
 
 def agent_state(store: Store, agent: str, must_exist: bool = True) -> AgentState:
     check_agent_id(agent)
     staging = staging_head(store)
-    production = store.ref(production_ref(agent))
+    version = latest_version(store, agent)
+    production, local, remote = team_production(store, agent, version)
     if must_exist and production is None and store.agent_tree(staging, agent) is None:
         raise NotFound(f"no agent {agent!r} on staging or in production",
                        hint="list agents with 'agentstage agents'")
-    return AgentState(agent, staging, production, latest_version(store, agent))
+    live = production is not None and store.agent_tree(production, agent) is not None
+    return AgentState(agent, staging, production, version, local, remote, live)
 
 
 VERSION_RE = re.compile(r"v[1-9][0-9]*")  # ASCII digits only: str.isdigit takes any script
@@ -115,6 +154,9 @@ def show_config(store: Store, agent: str, env: str) -> dict[str, Any]:
         if commit is None:
             raise NotFound(f"{agent} has never been published",
                            hint=f"publish it with: agentstage publish {agent} -m 'why'")
+        if state.retired:
+            raise NotFound(f"{agent} was retired by {agent}/v{state.version}: it is not in "
+                           "production", hint=f"see 'agentstage history {agent}'")
     else:
         tag, _ = parse_tag(agent, env)
         info = store.tag(tag)
@@ -130,11 +172,18 @@ def show_config(store: Store, agent: str, env: str) -> dict[str, Any]:
 def agents_table(store: Store) -> list[dict[str, Any]]:
     staging = staging_head(store)
     names = set(store.list_agents(staging))
-    names |= {n.removeprefix(PRODUCTION_PREFIX) for n in store.refs(PRODUCTION_PREFIX)}
+    prefixes = [PRODUCTION_PREFIX]
+    found = store.upstream(STAGING)
+    if found is not None:  # a clone: the team's production refs too
+        tracking = store.remote_tracking(found[0], production_ref("x"))
+        if tracking is not None:
+            prefixes.append(tracking[:-1])
+    for prefix in prefixes:
+        names |= {n.removeprefix(prefix) for n in store.refs(prefix)}
     rows = []
-    for agent in sorted(names):
-        production = store.ref(production_ref(agent))
-        version = latest_version(store, agent)
+    for agent in sorted(n for n in names if is_agent_id(n)):
+        state = agent_state(store, agent, must_exist=False)
+        production, version = state.production, state.version
         files = store.agent_files(staging, agent)
         name = ""
         if files is not None:
@@ -150,5 +199,6 @@ def agents_table(store: Store) -> list[dict[str, Any]]:
                            "commit": production},
             "staging_differs": store.agent_tree(staging, agent)
             != store.agent_tree(production, agent),
+            "retired": state.retired,
         })
     return rows

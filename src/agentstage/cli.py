@@ -419,15 +419,22 @@ def diff(obj: Context, agents: tuple[str, ...], exit_code: bool, base: str | Non
 
 @cli.command()
 @click.argument("agent")
-@click.option("-m", "--message", "reason", required=True, help="Why this goes live (recorded).")
+@click.option("-m", "--message", "reason", help="Why this goes live (recorded); required, except "
+              "with --dry-run.")
 @click.option("--dry-run", is_flag=True, help="Show what would be published; change nothing.")
 @click.option("--push", "remote", metavar="REMOTE",
-              help="Then push production and the tag to REMOTE atomically (its hooks run); "
-                   "a refusal puts the local refs back (exit 7).")
+              help="Push production and the tag to REMOTE atomically (its hooks run); a "
+                   "refusal puts the local refs back (exit 7). Default: the remote staging "
+                   "tracks, if any.")
+@click.option("--no-push", "no_push", is_flag=True,
+              help="Publish in this repository only, even when staging tracks a remote.")
+@click.option("--allow-empty", is_flag=True,
+              help="Publish even when staging differs from production only in comments or "
+                   "layout (no field changes).")
 @format_option("text", "json")
 @pass_ctx
-def publish(obj: Context, agent: str, reason: str, dry_run: bool, remote: str | None,
-            fmt: str) -> None:
+def publish(obj: Context, agent: str, reason: str | None, dry_run: bool, remote: str | None,
+            no_push: bool, allow_empty: bool, fmt: str) -> None:
     """Make staging live for one agent.
 
     production/AGENT fast-forwards to staging and an annotated tag AGENT/vN
@@ -438,19 +445,62 @@ def publish(obj: Context, agent: str, reason: str, dry_run: bool, remote: str | 
     \b
     Examples:
       agentstage publish support-bot -m "Warmer replies for tier-1"
-      agentstage publish support-bot -m "check" --dry-run
+      agentstage publish support-bot --dry-run
       agentstage publish support-bot -m "Warmer replies" --push origin
+      agentstage publish support-bot -m "Try it here first" --no-push
     """
+    _publish(obj, agent, reason, dry_run, remote, no_push, fmt, allow_empty=allow_empty)
+
+
+def _publish(obj: Context, agent: str, reason: str | None, dry_run: bool, remote: str | None,
+             no_push: bool, fmt: str, **options: bool) -> None:
     from agentstage import publishing, render
 
-    result = publishing.publish(obj.store, agent, reason, obj.author, dry_run)
-    if remote:
-        from agentstage.remote import push_published
-
-        push_published(obj.store, remote, result)  # nothing to push after --dry-run
+    if remote and no_push:
+        raise UsageError("--push and --no-push contradict each other",
+                         hint="pass one of them")
+    result = publishing.publish(obj.store, agent, reason, obj.author, dry_run, push=remote,
+                                local_only=no_push, **options)
     for line in result.get("repaired", []):
         click.echo(f"warning: {line}", err=True)
-    emit(fmt, result, lambda: render.publish_text(result, use_color()))
+    emit(fmt, result, lambda: render.publish_text(result, use_color()) + _pushed_text(result))
+
+
+def _pushed_text(result: dict[str, Any]) -> str:
+    if result.get("pushed"):
+        also = " (with staging, which was ahead)" if result.get("pushed_staging") else ""
+        return f"\npushed to {result['pushed']}{also}"
+    if result.get("local_only"):
+        return ("\npublished in this clone only (--no-push): the team does not see it yet; "
+                f"share it with: {result['push_command']}")
+    return ""
+
+
+@cli.command()
+@click.argument("agent")
+@click.option("-m", "--message", "reason", help="Why it leaves production (recorded).")
+@click.option("--dry-run", is_flag=True, help="Show what would be retired; change nothing.")
+@click.option("--push", "remote", metavar="REMOTE",
+              help="Push to REMOTE (default: the remote staging tracks, if any).")
+@click.option("--no-push", "no_push", is_flag=True, help="Retire in this repository only.")
+@format_option("text", "json")
+@pass_ctx
+def retire(obj: Context, agent: str, reason: str | None, dry_run: bool, remote: str | None,
+           no_push: bool, fmt: str) -> None:
+    """Take an agent out of production, recorded like a publish.
+
+    The agent's directory is removed from staging (one commit, unless it is gone
+    already) and that is published: production/AGENT fast-forwards to a commit
+    without the agent, and the tag AGENT/vN records who retired it, when and why.
+    `agents` then lists it as retired. Adding it on staging again and publishing
+    brings it back.
+
+    \b
+    Examples:
+      agentstage retire old-bot -m "Replaced by support-bot"
+      agentstage retire old-bot --dry-run
+    """
+    _publish(obj, agent, reason, dry_run, remote, no_push, fmt, retire=True)
 
 
 @cli.command()
@@ -590,13 +640,22 @@ def _doctor_text(report: dict[str, Any]) -> str:
         return "healthy: production, tags, locks and configurations agree"
     lines = []
     for f in report["findings"]:
-        state = "repaired" if f["repaired"] else ("repairable" if f["repairable"] else "problem")
+        state = "repaired" if f["repaired"] else ("repairable" if f["repairable"] else
+                                                  f.get("severity", "problem"))
         lines.append(f"{state:10} {f['kind']}: {f['where']}: {f['message']}")
         if f["repairable"] and not f["repaired"]:
             lines.append(f"{'':10} run 'agentstage doctor --repair' to {f['repair']}")
-    left = sum(not f["repaired"] for f in report["findings"])
+        elif f.get("fix") and not f["repaired"]:
+            lines.append(f"{'':10} fix: {f['fix']}")
+    left = sum(not f["repaired"] and f.get("severity", "problem") == "problem"
+               for f in report["findings"])
     plural = "s" if left != 1 else ""
-    lines.append("healthy after repair" if not left else f"{left} problem{plural} left")
+    if left:
+        lines.append(f"{left} problem{plural} left")
+    elif any(f["repaired"] for f in report["findings"]):
+        lines.append("healthy after repair")
+    else:
+        lines.append("healthy, with the warnings above")
     return "\n".join(lines)
 
 

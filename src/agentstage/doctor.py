@@ -18,9 +18,12 @@ from agentstage.publishing import parse_record
 from agentstage.store import PRODUCTION_PREFIX, STAGING, TAG_PREFIX, Store, production_ref
 
 
-def _finding(kind: str, where: str, message: str, repair: str | None = None) -> dict[str, Any]:
+def _finding(kind: str, where: str, message: str, repair: str | None = None,
+             fix: str | None = None, severity: str = "problem") -> dict[str, Any]:
+    """One thing found: *repair* says what --repair does, *fix* the command a user runs;
+    a "warning" does not make the repository unhealthy."""
     return {"kind": kind, "where": where, "message": message, "repairable": repair is not None,
-            "repair": repair, "repaired": False}
+            "repair": repair, "repaired": False, "fix": fix, "severity": severity}
 
 
 def _agents_with_refs(store: Store) -> dict[str, list[int]]:
@@ -55,12 +58,81 @@ def check(store: Store, lock_age: float = 600.0) -> list[dict[str, Any]]:
     staging = store.ref(STAGING)
     if staging is None:
         findings.append(_finding("no-staging", STAGING, "the staging branch is missing"))
-    for agent, versions in sorted(_agents_with_refs(store).items()):
+    agents = _agents_with_refs(store)
+    for agent, versions in sorted(agents.items()):
         findings += _check_agent(store, agent, versions, staging)
     if staging is not None:
         for agent in store.list_agents(staging):
             findings += _check_config(store, staging, agent, "staging")
+    found = store.upstream(STAGING)
+    if found is not None:
+        findings += _check_remote(store, found[0], agents)
     return findings
+
+
+def _check_remote(store: Store, remote: str, agents: dict[str, list[int]]
+                  ) -> list[dict[str, Any]]:
+    """This clone's publish tags and production refs against what *remote* holds now."""
+    from agentstage.remote import remote_refs
+
+    held = remote_refs(store, remote, ["refs/tags/*", f"{PRODUCTION_PREFIX}*"])
+    if held is None:
+        return [_finding("remote-unreachable", remote,
+                         f"could not ask {remote} for its publishes (git ls-remote failed); "
+                         "the checks against the team's server were skipped",
+                         fix=f"git ls-remote {remote}", severity="warning")]
+    out: list[dict[str, Any]] = []
+    theirs: dict[str, list[int]] = {}
+    for ref in held:
+        owner, _, version = ref.removeprefix(TAG_PREFIX).partition("/")
+        if ref.startswith(TAG_PREFIX) and is_agent_id(owner) and VERSION_RE.fullmatch(version):
+            theirs.setdefault(owner, []).append(int(version[1:]))
+    for agent in sorted(agents.keys() | theirs.keys()):
+        prod = production_ref(agent)
+        local_versions = set(agents.get(agent, []))
+        forked, unpushed = [], []
+        for number in sorted(local_versions):
+            name = f"{TAG_PREFIX}{agent}/v{number}"
+            if name not in held:
+                unpushed.append(number)
+            elif held[name] != store.ref(name):
+                forked.append(number)
+        if forked:
+            tags = " ".join(f"{agent}/v{v}" for v in forked + unpushed)
+            out.append(_finding(
+                "forked-version", f"{TAG_PREFIX}{agent}/v{forked[0]}",
+                f"{', '.join(f'{agent}/v{v}' for v in forked)} here differ"
+                f"{'s' if len(forked) == 1 else ''} from {remote}'s: this clone published a "
+                "version number the team had already used; the team's publish is the real one",
+                fix=f"git tag -d {tags} && git update-ref -d {prod} && "
+                    f"git fetch {remote} --tags (then publish again)"))
+        elif unpushed:
+            newest = store.tag(f"{agent}/v{unpushed[-1]}")
+            target = newest.target if newest is not None else prod
+            tags = " ".join(f"refs/tags/{agent}/v{v}" for v in unpushed)
+            out.append(_finding(
+                "unpushed-publish", f"{TAG_PREFIX}{agent}/v{unpushed[0]}",
+                f"{', '.join(f'{agent}/v{v}' for v in unpushed)} "
+                f"{'was' if len(unpushed) == 1 else 'were'} published in this clone but never "
+                f"pushed to {remote}: the team does not see it",
+                fix=f"git push --atomic {remote} {target}:{prod} {tags}"))
+        missing = sorted(set(theirs.get(agent, [])) - local_versions)
+        if missing:
+            out.append(_finding(
+                "missing-tag", f"{TAG_PREFIX}{agent}/v{missing[0]}",
+                f"{remote} has publishes this clone has not fetched: "
+                f"{', '.join(f'{agent}/v{v}' for v in missing)}",
+                fix=f"git fetch {remote} --tags"))
+        local = store.ref(prod)
+        if local is not None and held.get(prod) not in (None, local) and not forked \
+                and not unpushed and not store.is_ancestor(local, held[prod]):
+            out.append(_finding(
+                "production-disagrees", prod,
+                f"the local {prod.removeprefix('refs/heads/')} is not on {remote}'s: it was "
+                "moved here by other means than a publish the team has",
+                fix=f"git update-ref -d {prod} (this clone reads production from the team's "
+                    "tags)"))
+    return out
 
 
 def _check_config(store: Store, commit: str, agent: str, where: str) -> list[dict[str, Any]]:
@@ -76,6 +148,15 @@ def _check_agent(store: Store, agent: str, versions: list[int], staging: str | N
     out: list[dict[str, Any]] = []
     prod_ref = production_ref(agent)
     production = store.ref(prod_ref)
+    found = store.upstream(STAGING)
+    if found is not None and versions:
+        # A clone: a local production ref that is missing, or that the team's publishes
+        # left behind, is not an interrupted publish; production is read from the tags.
+        tracking = store.remote_ref(found[0], prod_ref)
+        newest = store.tag(f"{agent}/v{versions[-1]}") if versions else None
+        if newest is not None and (production is None or (
+                tracking == newest.target and store.is_ancestor(production, newest.target))):
+            production = newest.target
     expected = list(range(1, len(versions) + 1))
     if versions != expected:
         missing = sorted(set(range(1, max(versions, default=0) + 1)) - set(versions))
@@ -138,5 +219,5 @@ def doctor(store: Store, repair: bool = False, lock_age: float = 600.0,
                 if not reconcile(store, agent, who):
                     continue
             finding["repaired"] = True
-    left = [f for f in findings if not f["repaired"]]
+    left = [f for f in findings if not f["repaired"] and f["severity"] == "problem"]
     return {"healthy": not left, "findings": findings}

@@ -310,7 +310,10 @@ class _Rules:
         try:
             files = self.store.agent_files(u.new, agent)
             if files is None:
-                return f"the new commit has no agents/{agent}: nothing to publish", []
+                if _retires(info.message):
+                    return None, []
+                return f"the new commit has no agents/{agent}: nothing to publish (to take " \
+                       f"it out of production: agentstage retire {agent})", []
             load_agent(agent, files)
         except InvalidConfig as exc:
             return "invalid agent configuration cannot go live", [str(p) for p in exc.problems]
@@ -359,6 +362,19 @@ class _Rules:
             return "invalid policy; fix it (agentstage policy set FILE checks it)", \
                 [str(p) for p in exc.problems]
         return None, []
+
+
+def _retires(message: str) -> bool:
+    """Whether a publish tag's record says it retires the agent."""
+    import json
+
+    from agentstage.publishing import RECORD_MARKER
+
+    _reason, marker, block = message.rpartition(f"\n\n{RECORD_MARKER}\n")
+    try:
+        return bool(marker) and json.loads(block).get("retired") is True
+    except (ValueError, AttributeError):
+        return False
 
 
 def pre_receive(store: Store, text: str, env: Mapping[str, str]) -> list[Refusal]:

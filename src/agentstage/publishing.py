@@ -15,6 +15,7 @@ from agentstage.agents import (
     load_at,
     resolve_identity,
 )
+from agentstage.config import agent_dir
 from agentstage.errors import (
     Conflict,
     InvalidConfig,
@@ -26,8 +27,17 @@ from agentstage.errors import (
 )
 from agentstage.faults import crash_point
 from agentstage.ids import check_agent_id, is_agent_id
+from agentstage.remote import check_staging_current, fetch, push_publish, upstream
 from agentstage.semdiff import diff_configs
-from agentstage.store import TAG_PREFIX, Identity, Store, TagInfo, production_ref, tag_ref
+from agentstage.store import (
+    STAGING,
+    TAG_PREFIX,
+    Identity,
+    Store,
+    TagInfo,
+    production_ref,
+    tag_ref,
+)
 
 RECORD_MARKER = "agentstage-publish-record: 1"
 REVERT_TRAILER = "Agentstage-Revert: "
@@ -48,6 +58,11 @@ def diff_state(store: Store, state: AgentState) -> dict[str, Any]:
         "staging": {"commit": state.staging},
         "changes": [c.as_json() for c in changes],
     }
+
+
+def load_config(store: Store, commit: str | None, agent: str) -> dict[str, Any] | None:
+    config = load_at(store, commit, agent)
+    return config.as_dict() if config is not None else None
 
 
 def diff_agent(store: Store, agent: str) -> dict[str, Any]:
@@ -94,26 +109,66 @@ def _pending(store: Store, agent: str, staging: str, production: str | None
     return ancestor, found
 
 
-def publish(store: Store, agent: str, reason: str, author: str | None = None,
-            dry_run: bool = False) -> dict[str, Any]:
-    """Make staging live for *agent*: production fast-forwards, a tag records it."""
+def publish(store: Store, agent: str, reason: str | None, author: str | None = None,
+            dry_run: bool = False, *, push: str | None = None, local_only: bool = False,
+            allow_empty: bool = False, retire: bool = False) -> dict[str, Any]:
+    """Make staging live for *agent*: production fast-forwards, a tag records it.
+
+    When staging tracks a remote, the remote is fetched first and a staging that is
+    behind it or has diverged is refused; the publish is then pushed there (production,
+    tag, and staging when it is ahead) in one atomic push, unless *local_only*. *push*
+    names another remote to push to. With *retire* the agent leaves production: its
+    directory is removed from staging (one commit) and that is published."""
     check_agent_id(agent)
-    if not reason.strip():
-        raise UsageError("a publish needs a reason", hint="pass -m 'why this goes live'")
+    reason = (reason or "").strip()
+    if not reason and not dry_run:
+        raise UsageError(f"a {'retire' if retire else 'publish'} needs a reason",
+                         hint="pass -m 'why this goes live'")
+    up = upstream(store)
+    target = push or (up.remote if up is not None and not local_only else None)
+    ahead = False
+    if up is not None:
+        try:
+            fetch(store, up.remote)
+        except NotFound as exc:
+            if target is not None and not dry_run:
+                raise
+            warn(f"{exc.message}; publishing from what this clone last fetched")
+        ahead = check_staging_current(store, up)
     who = None if dry_run else resolve_identity(store, author)
     repaired = reconcile(store, agent, who) if who is not None else []
     state = agent_state(store, agent)
-    if store.agent_tree(state.staging, agent) is None:
-        raise NotFound(f"no agent {agent!r} on staging", hint="nothing to publish from staging")
+    if target is not None and target == state.remote:
+        _refuse_unpushed(store, state)
+    if retire:
+        retired = _retire_on_staging(store, state, reason, who)
+        ahead = ahead or (up is not None and retired.staging != state.staging)
+        state = retired
+    elif store.agent_tree(state.staging, agent) is None:
+        hint = (f"to take it out of production: agentstage retire {agent} -m 'why'"
+                if state.in_production else "nothing to publish from staging")
+        raise NotFound(f"no agent {agent!r} on staging", hint=hint)
     diff = diff_state(store, state)  # loads both sides: an invalid staging stops here (exit 4)
-    if not diff["has_changes"]:
+    if retire and who is None and state.in_production:  # a dry run: staging not changed yet
+        diff = {**diff, "has_changes": True, "changes": [
+            c.as_json() for c in diff_configs(
+                load_config(store, state.production, agent), None)]}
+    if not diff["has_changes"] or not (diff["changes"] or allow_empty):
         for line in repaired:
             warn(line)
-        raise NothingToPublish(
-            f"{agent}: staging is identical to production (v{state.version}), nothing to publish",
-            hint=f"change it first, e.g. agentstage set {agent} PATH=VALUE -m 'why'",
-            payload={"agent": agent, "published": False, "has_changes": False},
-        )
+        if not diff["has_changes"]:
+            if state.retired:
+                message = f"{agent} is already retired ({agent}/v{state.version})"
+            else:
+                message = (f"{agent}: staging is identical to production (v{state.version}), "
+                           "nothing to publish")
+            hint = f"change it first, e.g. agentstage set {agent} PATH=VALUE -m 'why'"
+        else:
+            message = (f"{agent}: staging differs from production only in comments or layout "
+                       "(no field changes), nothing to publish")
+            hint = "publish it anyway with --allow-empty"
+        raise NothingToPublish(message, hint=hint,
+                               payload={"agent": agent, "published": False, "has_changes": False})
     fast_forward, marks = _pending(store, agent, state.staging, state.production)
     if not fast_forward:
         raise Conflict(
@@ -122,6 +177,10 @@ def publish(store: Store, agent: str, reason: str, author: str | None = None,
             hint="merge production into staging (git merge production/" + agent +
                  " on staging), then publish again",
         )
+    dirty = store.dirty_paths(agent_dir(agent))
+    if dirty:
+        warn(f"uncommitted changes to {', '.join(dirty)} are not part of this publish: it "
+             f"publishes staging's commit {state.staging[:12]} (commit them, then publish again)")
     version = state.version + 1
     tag = f"{agent}/v{version}"
     previous = f"{agent}/v{state.version}" if state.version else None
@@ -130,6 +189,8 @@ def publish(store: Store, agent: str, reason: str, author: str | None = None,
         "commit": state.staging, "previous": previous, "changes": diff["changes"],
         **marks,
     }
+    if retire:
+        result["retired"] = True
     if repaired:
         result["repaired"] = repaired
     if who is None:
@@ -139,35 +200,109 @@ def publish(store: Store, agent: str, reason: str, author: str | None = None,
         "agent": agent, "version": version, "previous": previous,
         "staging_commit": state.staging, "production_before": state.production,
         **marks,
+        **({"retired": True} if retire else {}),
         "changes": diff["changes"],
     }
-    message = f"{reason.strip()}\n\n{RECORD_MARKER}\n{json.dumps(record, sort_keys=True)}\n"
+    message = f"{reason}\n\n{RECORD_MARKER}\n{json.dumps(record, sort_keys=True)}\n"
     tag_oid = store.write_tag(tag, state.staging, who, message)
     crash_point("publish:after-tag-object")
     # The tag first (production locked and checked, not moved), then production: a crash
     # in between leaves a tag ahead of production, which the next publish completes.
     prod = production_ref(agent)
     store.update_refs({tag_ref(agent, version): (None, tag_oid)}, f"agentstage publish {tag}",
-                      who, expect={prod: state.production})
+                      who, expect={prod: state.local})
     crash_point("publish:after-tag")
     try:
-        store.update_refs({prod: (state.production, state.staging)},
+        store.update_refs({prod: (state.local, state.staging)},
                           f"agentstage publish {tag}", who)
     except Conflict:
         if store.ref(prod) != state.staging:  # another command completed it for us: fine
             raise
+    if target is not None:
+        push_publish(store, target, agent, [tag], previous_production=state.local,
+                     staging=ahead and target == state.remote)
+        result["pushed"] = target
+        if ahead and target == state.remote:
+            result["pushed_staging"] = True
+    elif up is not None:
+        result["local_only"] = True
+        result["push_command"] = (f"git push --atomic {up.remote} {prod} refs/tags/{tag}"
+                                  + (" staging" if ahead else ""))
     return result
+
+
+def retire(store: Store, agent: str, reason: str | None, author: str | None = None,
+           dry_run: bool = False, *, push: str | None = None,
+           local_only: bool = False) -> dict[str, Any]:
+    """Take *agent* out of production: a final publish whose record says so."""
+    return publish(store, agent, reason, author, dry_run, push=push, local_only=local_only,
+                   retire=True)
+
+
+def _retire_on_staging(store: Store, state: AgentState, reason: str,
+                       who: Identity | None) -> AgentState:
+    """Remove the agent from staging (one commit) unless it is gone already; a dry run
+    changes nothing."""
+    agent = state.agent
+    if not state.in_production:
+        raise NothingToPublish(
+            f"{agent} is not in production: nothing to retire" + (
+                f" (retired by {agent}/v{state.version})" if state.retired else ""),
+            hint=f"remove it from staging with: git rm -r agents/{agent}" if
+            store.agent_tree(state.staging, agent) is not None else None,
+            payload={"agent": agent, "published": False, "has_changes": False})
+    if who is None or store.agent_tree(state.staging, agent) is None:
+        return state
+    message = f"Retire {agent}: {reason}".splitlines()[0]
+    commit = store.commit_agent(state.staging, agent, None, message, who)
+    store.move_staging(state.staging, commit, agent_dir(agent), message, who)
+    return state._replace(staging=commit)
+
+
+def _refuse_unpushed(store: Store, state: AgentState) -> None:
+    """A clone's publish that never reached the remote (--no-push, or a push that died):
+    the next publish would fork the versions, so say how to push it first."""
+    agent, remote = state.agent, state.remote
+    if not state.version or remote is None:
+        return
+    tracking_name = store.remote_tracking(remote, production_ref(agent))
+    newest = store.tag(f"{agent}/v{state.version}")
+    if tracking_name is None or newest is None:
+        return  # the remote's production is not fetched here: nothing to compare with
+    tracking = store.ref(tracking_name)
+    if tracking == newest.target or (
+            tracking is not None and not store.is_ancestor(tracking, newest.target)):
+        return
+    unpushed = [f"{agent}/v{state.version}"]
+    for n in range(state.version - 1, 0, -1):
+        info = store.tag(f"{agent}/v{n}")
+        if info is None or info.target == tracking:
+            break
+        unpushed.insert(0, f"{agent}/v{n}")
+    tags = " ".join(f"refs/tags/{t}" for t in unpushed)
+    raise Conflict(
+        f"{', '.join(unpushed)} {'was' if len(unpushed) == 1 else 'were'} published in this "
+        f"clone but never pushed to {remote}: publishing on top would fork the versions",
+        hint=f"push it first: git push --atomic {remote} "
+             f"{newest.target}:{production_ref(agent)} {tags}; then publish again")
 
 
 def reconcile(store: Store, agent: str, who: Identity) -> list[str]:
     """Complete an interrupted publish: a newest tag ahead of production moves production
-    to it. Returns what was repaired, for the command to say."""
+    to it. Returns what was repaired, for the command to say.
+
+    In a clone, a missing local production ref, or one the team's publishes left behind,
+    is not an interrupted publish: production is read from the tags there."""
     version = latest_version(store, agent)
     if version == 0:
         return []
     info = store.tag(f"{agent}/v{version}")
     production = store.ref(production_ref(agent))
     if info is None or production == info.target:
+        return []
+    found = store.upstream(STAGING)
+    if found is not None and (production is None or store.remote_ref(
+            found[0], production_ref(agent)) == info.target):
         return []
     if production is not None and not store.is_ancestor(production, info.target):
         return []  # production moved by other means: not an interrupted publish
@@ -205,6 +340,7 @@ def parse_record(info: TagInfo) -> dict[str, Any]:
         "reverts": record.get("reverts", []),
         "restores": record.get("restores", []),
         "staging_commit": record.get("staging_commit"),
+        "retired": bool(record.get("retired", False)),
     }
 
 

@@ -1,67 +1,169 @@
-"""Publishing to a remote: production and its tag pushed together, through git itself so
-the server's hooks run; a refusal puts the local refs back as they were."""
+"""The network: fetching the team's refs before a publish, pushing a publish (production,
+its tag, and staging when it is ahead) atomically through git itself so the server's
+hooks run, and asking a remote what it holds. A refused push puts the local refs back."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from agentstage.errors import Conflict, NotFound, PolicyDenied
-from agentstage.store import Store, production_ref
+from agentstage.store import STAGING, TAG_PREFIX, Store, production_ref
 
 _UNSET: Any = object()
+TIMEOUT = 120  # seconds for one fetch or push: a hung server must not hang the command
 
 
-def push_publish(store: Store, remote: str, agent: str, tag: str,
-                 previous_production: str | None = _UNSET) -> None:
-    """`git push --atomic` of production/<agent> and the tag <agent>/vN to *remote*.
+class Upstream(NamedTuple):
+    """The remote staging tracks, and the remote-tracking ref of its staging."""
 
-    When the push fails, the tag ref is deleted and production goes back to
-    *previous_production* (default: what the tag's publish record says it was), each a
-    compare-and-swap, and the server's reason is raised: PolicyDenied (exit 7) when the
-    server refused, Conflict (5) when the remote moved on, NotFound (6) when it is not
-    there."""
-    prod, tag_name = production_ref(agent), f"refs/tags/{tag}"
-    new_prod, tag_oid = store.ref(prod), store.ref(tag_name)
-    if new_prod is None or tag_oid is None:
-        raise NotFound(f"no local publish {tag} to push", hint="run agentstage publish first")
-    if previous_production is _UNSET:
-        previous_production = _production_before(store, tag)
+    remote: str
+    tracking: str
+
+    @property
+    def branch(self) -> str:
+        return self.tracking.rpartition("/")[2]
+
+
+def upstream(store: Store) -> Upstream | None:
+    found = store.upstream(STAGING)
+    return Upstream(*found) if found else None
+
+
+def _git(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
     where = store.workdir or store.git_dir
-    done = subprocess.run(
-        ["git", "-C", str(where), "push", "--atomic", "--porcelain", remote,
-         f"{prod}:{prod}", f"{tag_name}:{tag_name}"],
-        capture_output=True, text=True, check=False)
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    try:
+        return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True,
+                              check=False, env=env, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(args, 124, "", f"timed out after {TIMEOUT} s")
+
+
+def _last_line(text: str, default: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].removeprefix("fatal: ") if lines else default
+
+
+def fetch(store: Store, remote: str) -> None:
+    """`git fetch REMOTE --tags`: the remote's branches into remote-tracking refs, and every
+    tag. A local tag that differs from the remote's tag of the same name is a Conflict:
+    two publishes took one version number."""
+    done = _git(store, "fetch", "--tags", remote)
     if done.returncode == 0:
         return
-    store.update_refs({tag_name: (tag_oid, None), prod: (new_prod, previous_production)},
-                      f"agentstage publish --push {remote}: refused, {tag} taken back")
+    clobbered = [line.split("->")[-1].split("(")[0].strip() for line in done.stderr.splitlines()
+                 if "would clobber existing tag" in line]
+    if clobbered:
+        names = ", ".join(clobbered)
+        raise Conflict(
+            f"the local tag{'s' if len(clobbered) > 1 else ''} {names} differ"
+            f"{'' if len(clobbered) > 1 else 's'} from {remote}'s: this clone published a "
+            f"version number that the team had already used (or never pushed it)",
+            hint="see 'agentstage doctor' for each tag and the command that fixes it")
+    raise NotFound(f"could not fetch from {remote}: {_last_line(done.stderr, 'fetch failed')}",
+                   hint=f"check the remote with 'git remote -v' and 'git fetch {remote}'; "
+                        "--no-push publishes locally without it")
+
+
+def check_staging_current(store: Store, up: Upstream) -> bool:
+    """Local staging against its upstream after a fetch: a Conflict when it is behind or
+    has diverged; True when it is ahead (it must be pushed with the publish)."""
+    local, remote = store.ref(STAGING), store.ref(up.tracking)
+    if remote is None or local == remote:
+        return remote is None and local is not None
+    assert local is not None
+    short = up.tracking.removeprefix("refs/remotes/")
+    if store.is_ancestor(local, remote):
+        raise Conflict(
+            f"staging is behind {short}: the team has edits this clone has not pulled, "
+            "and a publish from here would not include them",
+            hint=f"run 'git pull --ff-only {up.remote} {up.branch}' on staging "
+                 f"(in a bare repository: git fetch {up.remote} {up.branch}:staging), "
+                 "review with 'agentstage diff', then publish again")
+    if not store.is_ancestor(remote, local):
+        raise Conflict(
+            f"staging has diverged from {short}: each has commits the other lacks",
+            hint=f"run 'git pull --rebase {up.remote} {up.branch}' (or merge) and "
+                 f"'git push {up.remote} staging', then publish again")
+    return True
+
+
+def push_publish(store: Store, remote: str, agent: str, tags: str | Sequence[str],
+                 previous_production: str | None = _UNSET, staging: bool = False) -> None:
+    """`git push --atomic` of production/<agent> and its new tags (and staging with
+    *staging*) to *remote*.
+
+    When the push fails, the tags are deleted and production goes back to
+    *previous_production* (default: what the first tag's publish record says it was), each
+    a compare-and-swap, and the server's reason is raised: PolicyDenied (exit 7) when the
+    server refused, Conflict (5) when the remote moved on, NotFound (6) when it is not
+    there."""
+    tags = [tags] if isinstance(tags, str) else list(tags)
+    prod = production_ref(agent)
+    tag_refs = [TAG_PREFIX + t for t in tags]
+    new_prod = store.ref(prod)
+    tag_oids = {name: store.ref(name) for name in tag_refs}
+    if new_prod is None or None in tag_oids.values():
+        raise NotFound(f"no local publish {', '.join(tags)} to push",
+                       hint="run agentstage publish first")
+    if previous_production is _UNSET:
+        previous_production = _production_before(store, tags[0])
+    specs = [f"{r}:{r}" for r in ([STAGING] if staging else []) + [prod, *tag_refs]]
+    done = _git(store, "push", "--atomic", "--porcelain", remote, *specs)
+    if done.returncode == 0:
+        return
+    shown = ", ".join(tags)
+    store.update_refs({**{name: (oid, None) for name, oid in tag_oids.items()},
+                       prod: (new_prod, previous_production)},
+                      f"agentstage publish: {remote} refused, {shown} taken back")
+    before = "removed" if previous_production is None else "put back as before"
+    undone = f"the local {shown} {'was' if len(tags) == 1 else 'were'} taken back and " \
+             f"production/{agent} {before}"
     reasons = [line.removeprefix("remote: ").removeprefix("error: ").strip()
                for line in done.stderr.splitlines()
                if line.startswith("remote: error: ") or line.startswith("remote:   ")]
     rejected = [line.split("\t")[-1] for line in done.stdout.splitlines()
                 if line.startswith("!\t")]
-    undone = f"the local {tag} was taken back and production/{agent} is as before"
-    if any("remote rejected" in r for r in rejected):
+    taken = remote_refs(store, remote, tag_refs) if rejected else None
+    if taken:  # whatever the server said: someone published this version first
+        raise Conflict(f"{remote} already has {', '.join(sorted(taken))}: someone published "
+                       "first (a publish raced and lost)",
+                       hint=f"{undone}; run the publish again: it fetches {remote} first")
+    if any("hook declined" in r for r in rejected):
         raise PolicyDenied(
-            f"{remote} refused the publish of {tag}" +
+            f"{remote} refused the publish of {shown}" +
             "".join(f"\n  {r}" for r in reasons or rejected),
             hint=f"{undone}; fix what the server says, then publish again")
     if rejected:
-        raise Conflict(f"{remote} did not take the publish of {tag}: {'; '.join(rejected)}",
-                       hint=f"{undone}; fetch {remote} (git fetch {remote} "
-                            f"'refs/tags/*:refs/tags/*' '+refs/heads/production/*:"
-                            f"refs/heads/production/*'), then publish again")
-    message = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "push failed"
-    raise NotFound(f"could not push to {remote}: {message}",
-                   hint=f"{undone}; check the remote with git remote -v")
+        raise Conflict(f"{remote} did not take the publish of {shown}: {'; '.join(rejected)} "
+                       "(someone published or pushed first)",
+                       hint=f"{undone}; run the publish again: it fetches {remote} first")
+    raise NotFound(f"could not push to {remote}: {_last_line(done.stderr, 'push failed')}",
+                   hint=f"{undone}; check the remote with 'git remote -v'")
 
 
 def push_published(store: Store, remote: str, result: dict[str, Any]) -> None:
     """Push what `publishing.publish` returned (nothing for a dry run)."""
     if result.get("published"):
-        push_publish(store, remote, result["agent"], result["tag"])
+        push_publish(store, remote, result["agent"], [result["tag"]])
+
+
+def remote_refs(store: Store, remote: str, patterns: Sequence[str]) -> dict[str, str] | None:
+    """`git ls-remote REMOTE PATTERNS`: ref -> object id on the remote (annotated tags by
+    the tag object, as the ref holds it); None when the remote cannot be reached."""
+    done = _git(store, "ls-remote", remote, *patterns)
+    if done.returncode != 0:
+        return None
+    found = {}
+    for line in done.stdout.splitlines():
+        oid, _, ref = line.partition("\t")
+        if ref and not ref.endswith("^{}"):
+            found[ref] = oid
+    return found
 
 
 def _production_before(store: Store, tag: str) -> str | None:

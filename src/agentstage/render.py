@@ -218,6 +218,8 @@ def publish_text(result: Mapping[str, Any], color: bool) -> str:
     if not result.get("published") and not result.get("dry_run"):
         return _identical(agent) + "\n"
     verb = "Would publish" if result.get("dry_run") else "Published"
+    if result.get("retired"):
+        verb = "Would retire" if result.get("dry_run") else "Retired"
     where = "from" if result.get("dry_run") else "at"
     title = (f"{verb} {_paint(agent, 'bold', color)} v{result.get('version')}"
              f" ({result.get('tag')}) {where} {_short(result.get('commit'))}")
@@ -294,6 +296,8 @@ def history_text(entries: Sequence[Mapping[str, Any]], color: bool) -> str:
         marks = [f"({word} {', '.join(map(str, entry[key]))})"
                  for key, word in (("reverts", "reverts"), ("restores", "restores"))
                  if entry.get(key)]
+        if entry.get("retired"):
+            marks.append("(retired)")
         reason = " ".join([reason, *marks]).strip()
         rows.append([_clean(str(entry.get("tag"))), _local_minute(entry.get("published_at")),
                      _cut(_clean(by), 40), str(len(entry.get("changes") or [])), reason])
@@ -309,9 +313,12 @@ def agents_text(rows: Sequence[Mapping[str, Any]], color: bool) -> str:
     for row in rows:
         version = (row.get("production") or {}).get("version")
         differs = bool(row.get("staging_differs"))
+        production = "not published" if version is None else f"v{version}"
+        if row.get("retired"):
+            production = f"retired (v{version})"
         table.append([str(row.get("agent")), _cut(_clean(str(row.get("name") or "")), 40),
-                      f"v{version}" if version is not None else "not published",
-                      "changed" if differs else "same"])
+                      production, "changed" if differs else
+                      ("-" if row.get("retired") else "same")])
         styles.append([None, None, None if version is not None else "dim",
                        "yellow" if differs else None])
     return "\n".join(_table(table, styles, color)) + "\n"

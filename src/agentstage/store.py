@@ -126,6 +126,38 @@ class Store:
             if name.startswith(prefix):
                 yield name
 
+    def upstream(self, branch: str = STAGING) -> tuple[str, str] | None:
+        """(remote name, remote-tracking ref) that *branch* tracks, None when it tracks none
+        (or only a local branch): git's branch.<name>.remote and .merge."""
+        short = branch.removeprefix("refs/heads/")
+        remote = self.config(f"branch.{short}.remote")
+        if not remote or remote == ".":
+            return None
+        try:
+            found = self._repo.branches.local.get(short)
+            tracking = found.upstream_name if found is not None else None
+        except (pygit2.GitError, KeyError, ValueError):
+            tracking = None
+        return (remote, str(tracking)) if tracking else None
+
+    def remote_tracking(self, remote: str, ref: str) -> str | None:
+        """The name of the remote-tracking ref that a fetch from *remote* maps *ref* (a ref
+        on the remote, e.g. refs/heads/production/bot) to; None when no refspec maps it."""
+        try:
+            found = self._repo.remotes[remote]
+            specs = [found.get_refspec(i) for i in range(found.refspec_count)]
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        for spec in specs:
+            if spec.direction == 0 and spec.src_matches(ref):  # 0: GIT_DIRECTION_FETCH
+                return str(spec.transform(ref))
+        return None
+
+    def remote_ref(self, remote: str, ref: str) -> str | None:
+        """What the last fetch from *remote* saw *ref* pointing at, None when unknown."""
+        tracking = self.remote_tracking(remote, ref)
+        return self.ref(tracking) if tracking else None
+
     def resolve_commit(self, rev: str) -> str:
         try:
             obj = self._repo.revparse_single(rev)
@@ -384,9 +416,12 @@ class Store:
         return {f"{directory}/{e.name}": str(e.id) for e in tree
                 if e.filemode != FileMode.TREE}
 
-    def _check_clean(self, directory: str) -> None:
+    def dirty_paths(self, directory: str) -> list[str]:
+        """Files of *directory* whose work tree or index differs from staging's (empty for
+        a bare repository)."""
         workdir = self.workdir
-        assert workdir is not None
+        if workdir is None:
+            return []
         paths = set(self._blob_paths(self.ref(STAGING), directory))
         on_disk = workdir / directory
         if on_disk.is_dir():
@@ -400,6 +435,10 @@ class Store:
             if flags not in (pygit2.GIT_STATUS_CURRENT, pygit2.GIT_STATUS_IGNORED) \
                     and not (workdir / path).is_dir():
                 dirty.append(path)
+        return dirty
+
+    def _check_clean(self, directory: str) -> None:
+        dirty = self.dirty_paths(directory)
         if dirty and self._interrupted_sync(directory):
             return
         if dirty:
@@ -564,16 +603,23 @@ def _lock_error(exc: pygit2.GitError, git_dir: Path) -> AgentstageError:
                     hint="run the command again; if it keeps failing, run 'git fsck'")
 
 
-def parse_identity(text: str) -> Identity:
-    """`Name <email>` -> Identity, or a usage error."""
+def parse_identity(text: str, source: str = "--author") -> Identity:
+    """`Name <email>` -> Identity, or a usage error that names where *text* came from:
+    an option (`--author`) or an environment variable (`AGENTSTAGE_AUTHOR`)."""
     text = text.strip()
     if text.endswith(">") and "<" in text:
         name, _, email = text[:-1].rpartition("<")
         name, email = name.strip(), email.strip()
         if name and email and "<" not in email and "\n" not in text:
             return Identity(name, email)
-    raise UsageError(f"invalid identity {text!r}: expected 'Name <email>'",
-                     hint='for example --author "Ada Lovelace <ada@example.com>"')
+    example = "Ada Lovelace <ada@example.com>"
+    if source.startswith("-"):
+        where, hint = source, f'for example {source} "{example}"'
+    else:
+        where = f"the environment variable {source}"
+        hint = (f"set it as {source}='{example}', or unset it to use git's user.name and "
+                "user.email")
+    raise UsageError(f"invalid identity {text!r} in {where}: expected 'Name <email>'", hint=hint)
 
 
 
