@@ -74,7 +74,6 @@ def test_set_text_from_file(run: Any, repo: Path, tmp_path: Path) -> None:
     (["set", AGENT, "access=everyone"], 4, "access"),
     (["set", "Bad_Id", "name=x"], 2, "agent id"),
     (["set", "nosuch", "name=x"], 6, "nosuch"),
-    (["unset", AGENT, "tools[nosuch]"], 6, "tools[nosuch]"),
     (["unset", AGENT, "name"], 4, "name"),
     (["set", AGENT, "instructions[persona].text=@/no/such/file"], 6, "/no/such/file"),
 ])

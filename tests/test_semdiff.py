@@ -28,6 +28,7 @@ from agentstage.semdiff import (
     SECTION_ORDER,
     Change,
     diff_configs,
+    is_order_change,
     same,
     summarize,
     value_at,
@@ -150,7 +151,9 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], object], list[Change]]] = [
     ("same number, int or float", _set("knowledge", 0, "settings", "top_k", value=5.0), []),
     ("bool is not an int", _set("knowledge", 0, "settings", "top_k", value=True),
      [Change("knowledge", "knowledge[billing-faq].settings.top_k", "modified", 5, True)]),
-    ("reordering entries, tags and lists", _reverse_all, []),
+    ("reordering entries, tags and lists: only instructions' order counts", _reverse_all,
+     [Change("instructions", "instructions", "modified", ["persona", "tone"],
+             ["tone", "persona"])]),
     ("entry added", lambda c: c["instructions"].append({"id": "new", "text": "Hi."}),
      [Change("instructions", "instructions[new]", "added", None, {"id": "new", "text": "Hi."})]),
     ("entry removed", lambda c: c["instructions"].pop(),
@@ -164,8 +167,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], object], list[Change]]] = [
              ("@@ -1,2 +1,2 @@", " You are Support Bot.", "-Be concise.", "+Be brief."))]),
     ("one long line changed", _set("instructions", 1, "text", value="x" * 81),
      [Change("instructions", "instructions[tone].text", "modified", "Be kind.", "x" * 81,
-             ("@@ -1 +1 @@", "-Be kind.", "\\ No newline at end of file",
-              "+" + "x" * 81, "\\ No newline at end of file"))]),
+             ("@@ -1 +1 @@", "-Be kind.", "+" + "x" * 81))]),
     ("knowledge field", _set("knowledge", 0, "type", value="website"),
      [Change("knowledge", "knowledge[billing-faq].type", "modified", "corpus", "website")]),
     ("tool field", _set("tools", 1, "enabled", value=True),
@@ -314,6 +316,9 @@ def check_changes_resolve(old: Any, new: Any, changes: list[Change]) -> None:
             assert before is MISSING and after == c.staging and c.production is None
         elif c.change == "removed":
             assert after is MISSING and before == c.production and c.staging is None
+        elif is_order_change(c):  # the ids in order on each side
+            assert [e["id"] for e in before] == c.production != c.staging
+            assert [e["id"] for e in after] == c.staging
         else:
             assert c.change == "modified"
             assert before == c.production and after == c.staging
@@ -368,7 +373,8 @@ def test_a_config_against_itself_or_reordered_is_empty(config: dict[str, Any], r
     assert diff_configs(config, config) == []
     shuffled = copy.deepcopy(config)
     for section in SECTION_KEYS:
-        rnd.shuffle(shuffled[section])
+        if section != "instructions":  # their order is the prompt's: a change
+            rnd.shuffle(shuffled[section])
     for entry in shuffled["tools"]:
         rnd.shuffle(entry["actions"])
     rnd.shuffle(shuffled["tags"])
@@ -381,7 +387,8 @@ def test_every_change_resolves_to_its_side(old: Any, new: Any) -> None:
     changes = diff_configs(old, new)
     check_changes_resolve(old, new, changes)
     if old is not None and new is not None:
-        assert (changes == []) == same(old, new)
+        reordered = [i["id"] for i in old["instructions"]] != [i["id"] for i in new["instructions"]]
+        assert (changes == []) == (same(old, new) and not reordered)
     for c in changes:
         long_text = any(isinstance(v, str) and ("\n" in v or len(v) > 80)
                         for v in (c.production, c.staging))

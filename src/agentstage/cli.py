@@ -316,11 +316,15 @@ def set_cmd(obj: Context, agent: str, assignments: tuple[str, ...], message: str
       agentstage set support-bot 'instructions[persona].text=@persona.txt'
       agentstage set support-bot 'guardrails[toxicity]={enabled: true, config: {threshold: 0.8}}'
     """
-    from agentstage.edit import parse_assignment
+    from agentstage.edit import explain_invalid, parse_assignment
     from agentstage.editing import set_fields
+    from agentstage.errors import InvalidConfig
 
     edits = [parse_assignment(a) for a in assignments]
-    result = set_fields(obj.store, agent, edits, message, obj.author)
+    try:
+        result = set_fields(obj.store, agent, edits, message, obj.author)
+    except InvalidConfig as exc:
+        raise explain_invalid(exc, assignments, edits) from None
     emit(fmt, result, lambda: _edit_text(result))
 
 
@@ -334,6 +338,9 @@ def unset(obj: Context, agent: str, paths: tuple[str, ...], message: str | None,
           fmt: str) -> None:
     """Remove fields or list entries on staging without a checkout: one commit.
 
+    A mapping left empty goes too (no `config: {}` stays behind); a PATH that is not
+    set changes nothing, and with nothing to change no commit is made (exit 0).
+
     \b
     Examples:
       agentstage unset support-bot model.max_tokens
@@ -345,15 +352,28 @@ def unset(obj: Context, agent: str, paths: tuple[str, ...], message: str | None,
 
     edits = [Edit(parse_path(p), remove=True) for p in paths]
     result = set_fields(obj.store, agent, edits, message, obj.author)
-    emit(fmt, result, lambda: _edit_text(result))
+    emit(fmt, result, lambda: _edit_text(result, paths))
 
 
-def _edit_text(result: dict[str, Any]) -> str:
+def _edit_text(result: dict[str, Any], unset: Sequence[str] = ()) -> str:
+    if not result["commit"] and unset:
+        return (f"{result['agent']}: no change ({', '.join(unset)}"
+                f" {'is' if len(unset) == 1 else 'are'} not set on staging)")
     if not result["commit"]:
         return f"{result['agent']}: no change (staging already has these values)"
     n = len(result["changes"])
     return f"{result['agent']}: staged {n} field change{'s' if n != 1 else ''} " \
            f"({result['commit'][:12]})"
+
+
+def value_width(full: bool) -> int | None:
+    """The width text diffs fit values to: the terminal's; None (nothing is cut) with
+    --full or when stdout is not a terminal, as git does not cut what it pipes."""
+    if full or not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
 
 
 # -- diff, publish, history --------------------------------------------------------------
@@ -365,13 +385,16 @@ def _edit_text(result: dict[str, Any]) -> str:
 @click.option("--base", metavar="REV", help="Compare two revisions instead (with --head): every "
               "agent that differs between them, e.g. for a pull request.")
 @click.option("--head", metavar="REV", help="The new side with --base (default: staging).")
+@click.option("--full", is_flag=True, help="Print every value whole (on a terminal, long values "
+              "are cut to fit its width).")
 @format_option("text", "json", "markdown")
 @pass_ctx
 def diff(obj: Context, agents: tuple[str, ...], exit_code: bool, base: str | None,
-         head: str | None, fmt: str) -> None:
+         head: str | None, full: bool, fmt: str) -> None:
     """Staging against production: only the fields that differ, production beside staging.
 
-    With no AGENT, every agent whose staging differs from production.
+    With no AGENT, every agent whose staging differs from production. On a terminal,
+    long values are cut to fit its width; piped or with --full, nothing is cut.
 
     \b
     Examples:
@@ -409,7 +432,9 @@ def diff(obj: Context, agents: tuple[str, ...], exit_code: bool, base: str | Non
         else:
             click.echo(render.diffs_markdown(results))
     else:
-        text = "\n".join(render.diff_text(r, color) for r in results)
+        sides = ("base", "head") if revs else render.PRODUCTION_STAGING
+        width = value_width(full)
+        text = "\n".join(render.diff_text(r, color, sides, width) for r in results)
         nothing = (f"no agent differs between {base} and {head or 'staging'}" if revs
                    else "no agent differs between staging and production")
         click.echo(text.rstrip("\n") if results else nothing)
@@ -538,11 +563,12 @@ def _rollback_command(name: str) -> Callable[..., None]:
     @click.argument("tag")
     @click.option("--preview", is_flag=True, help="Show what changes in staging and, after the "
                   "next publish, in production; write nothing.")
+    @click.option("--full", is_flag=True, help="With --preview: print every value whole.")
     @click.option("-m", "--message", help="Why (added to the commit message).")
     @format_option("text", "json", "markdown")
     @pass_ctx
-    def command(obj: Context, agent: str, tag: str, preview: bool, message: str | None,
-                fmt: str) -> None:
+    def command(obj: Context, agent: str, tag: str, preview: bool, full: bool,
+                message: str | None, fmt: str) -> None:
         from agentstage import render, rollback
 
         result = getattr(rollback, name)(obj.store, agent, tag, preview, message, obj.author)
@@ -550,7 +576,8 @@ def _rollback_command(name: str) -> Callable[..., None]:
             if fmt == "markdown":
                 click.echo(render.preview_markdown(result))
             else:
-                emit(fmt, result, lambda: render.preview_text(result, use_color()))
+                emit(fmt, result,
+                     lambda: render.preview_text(result, use_color(), value_width(full)))
             if result.get("conflicts"):  # printed, and still an error: nothing would apply
                 error = rollback.conflict_error(agent, result["tag"], result["conflicts"])
                 error.payload = None  # the preview above is the JSON of this outcome

@@ -48,15 +48,107 @@ def parse_assignment(text: str) -> Edit:
     from agentstage.yamlload import parse_yaml
 
     try:
-        value = parse_yaml(raw.encode("utf-8"), f"value of {path_text}").data
+        value = parse_yaml(raw.encode("utf-8"), "the value").data
     except InvalidConfig as exc:
-        problem = exc.problems[0].message
+        first = exc.problems[0]
+        problem = first.message
         if problem == "file is empty":
             problem = "it holds only a comment"
+        elif "\n" in raw.strip() and first.line is not None:
+            problem += f" (line {first.line} of the value)"
         raise UsageError(f"invalid value for {path_text}: {problem}",
-                         hint="VALUE is read as YAML: quote text with special characters,"
-                              " e.g. name='Support: billing'") from None
+                         hint=f"VALUE is read as YAML: quote text, e.g. "
+                              f"{quoted(path_text, raw)}") from None
+    text = raw.strip()
+    comment = _comment_in(raw)
+    if comment is not None:
+        raise UsageError(f"the value of {path_text} would lose {comment!r}: YAML reads"
+                         " ' #' as the start of a comment",
+                         hint=f"quote the value to keep it: {quoted(path_text, raw)}; or leave"
+                              " the comment out")
+    if "\n" not in text and not text.startswith(("{", "[", "'", '"')) and (
+            isinstance(value, dict) or (isinstance(value, list) and text.startswith("-"))):
+        what = "a mapping (': ' separates a key from its value)" if isinstance(value, dict) \
+            else "a list ('- ' starts a list item)"
+        inline = "{" + text + "}" if isinstance(value, dict) else "[" + text[1:].strip() + "]"
+        raise UsageError(f"the value of {path_text} reads as {what}: {text!r}",
+                         hint=f"for text, quote it: {quoted(path_text, raw)};"
+                              f" for {'a mapping' if isinstance(value, dict) else 'a list'},"
+                              f" write {_shell(f'{path_text}={inline}')}")
     return Edit(path, value)
+
+
+def quoted(path_text: str, raw: str) -> str:
+    """`PATH=VALUE` with VALUE quoted for YAML, and the whole quoted for a POSIX shell."""
+    return _shell(f"{path_text}='{raw.strip().replace(chr(39), chr(39) * 2)}'")
+
+
+def _shell(arg: str) -> str:
+    import shlex
+
+    if not any(c in arg for c in '"$`\\!\n'):
+        return f'"{arg}"'
+    return shlex.quote(arg)
+
+
+def explain_invalid(exc: InvalidConfig, assignments: Sequence[str],
+                    edits: Sequence[Edit]) -> InvalidConfig:
+    """*exc* worded about the command-line values when every problem lies in a field they set
+    (`invalid value for name: ...`, not a file and line the user never wrote); else *exc*.
+    *edits* are what parse_assignment made of *assignments*."""
+    given = [(render_path(edit.path), text.partition("=")[2], edit.value)
+             for text, edit in zip(assignments, edits, strict=True)]
+
+    def source(path: str) -> tuple[str, str, Any] | None:
+        for item in given:
+            if path == item[0] or path.startswith((item[0] + ".", item[0] + "[")):
+                return item
+        return None
+
+    found = [(p, source(p.path)) for p in exc.problems]
+    if not found or any(item is None for _, item in found):
+        return exc
+    lines = [f"invalid value for {p.path}: {p.message}" for p, _ in found]
+    message = lines[0] if len(lines) == 1 else \
+        f"{len(lines)} invalid values:\n" + "\n".join(f"  {ln}" for ln in lines)
+    hint = "check the value given on the command line"
+    for problem, item in found:
+        if item is None:
+            continue
+        path, raw, value = item
+        if problem.path == path and "string" in problem.message and not isinstance(value, str):
+            hint = (f"VALUE is read as YAML, and {raw.strip()!r} is {_kind(value)}: for text,"
+                    f" quote it: {quoted(path, raw)}")
+            break
+    return InvalidConfig(exc.problems, hint=hint, message=message)
+
+
+def _comment_in(text: str) -> str | None:
+    """The first comment YAML would drop from *text* (` #...`), or None."""
+    from ruamel.yaml import YAML
+
+    try:
+        for token in YAML(typ="rt").scan(text):
+            found = getattr(token, "_comment", None) or ()
+            for item in found:
+                for comment in item if isinstance(item, list) else [item]:
+                    value = getattr(comment, "value", None)
+                    if isinstance(value, str) and value.strip():
+                        return value.strip()
+    except Exception:  # pragma: no cover - the text parsed a moment ago
+        return None
+    return None
+
+
+def _positional(verb: str, full: str, where: str, field: str, ident: str,
+                entries: list[Any]) -> UsageError:
+    """A number in [] where no entry has it for id: meant as a position, which paths never are."""
+    ids = [str(e[field]) for e in entries if isinstance(e, dict) and field in e]
+    shown = ", ".join(ids[:10]) + (", …" if len(ids) > 10 else "")
+    hint = (f"the {field}s in {where}: {shown}" if ids else f"{where} has no entries yet") + \
+        f"; e.g. {where}[{ids[0] if ids else 'ID'}]"
+    return UsageError(f"cannot {verb} {full}: no entry of {where} has {field} {ident!r};"
+                      f" entries are named by {field}, not by position", hint=hint)
 
 
 def _read_text(name: str, path_text: str) -> str:
@@ -220,9 +312,7 @@ class _Editor:
         steps = path[1:] if section.is_list else path
         if not steps:  # a whole list section: the whole file
             if edit.remove:
-                if root is _GONE:
-                    raise self.missing(full)
-                return _GONE
+                return _GONE  # unsetting what is not there changes nothing
             if not isinstance(edit.value, list):
                 raise UsageError(f"cannot set {full}: it is a list of entries, not"
                                  f" {_kind(edit.value)}", hint=f"e.g. {full}=[]; {_UNSET_HINT}")
@@ -232,7 +322,7 @@ class _Editor:
             return self.node(edit.value)
         if root is _GONE or root is None:
             if edit.remove:
-                raise self.missing(full)
+                return root
             root = self.node([] if section.is_list else {})
         if section.is_list and not isinstance(root, list):
             raise UsageError(f"cannot {verb} {full}: {self.file} is {_kind(root)},"
@@ -243,6 +333,7 @@ class _Editor:
         offset = len(path) - len(steps)
         container: Any = root
         parent: tuple[Any, Any] | None = None
+        chain: list[tuple[Any, Any]] = []  # (holder, key) of each container below root
         for n, step in enumerate(steps):
             where = render_path(path[: offset + n])
             here = render_path(path[: offset + n + 1])
@@ -261,11 +352,13 @@ class _Editor:
                 field = self.entry_key(path, offset + n)
                 slot = self.find(container, field, step.ident, here)
                 exists = slot is not None
+                if not exists and step.ident.isascii() and step.ident.isdigit():
+                    raise _positional(verb, full, where, field, step.ident, container)
             if last:
                 if edit.remove:
-                    if not exists:
-                        raise self.missing(full)
-                    self.delete(container, slot, parent)
+                    if exists:
+                        self.delete(container, slot, parent)
+                        self.prune(root, chain)
                 elif isinstance(step, Entry):
                     value = self.entry_value(edit.value, field, step.ident, full)
                     if exists:
@@ -281,7 +374,7 @@ class _Editor:
             child = container[slot] if exists else None
             if child is None:
                 if edit.remove:
-                    raise self.missing(full)
+                    return root  # not there: nothing to unset
                 if isinstance(step, Entry):
                     if steps[n + 1:] == (Key(field),) and edit.value != step.ident:
                         raise self.missing(here)  # a rename of an entry that is not there
@@ -294,8 +387,23 @@ class _Editor:
                     else:
                         self.append(container, slot, fresh, parent)
             parent = (container, slot)
+            chain.append(parent)
             container = container[slot]
         return root  # pragma: no cover - the loop returns at its last step
+
+    def prune(self, root: Any, chain: list[tuple[Any, Any]]) -> None:
+        """Remove the mappings an unset left empty, from the innermost up to an entry or a
+        top-level setting: `config: {}` means no more than no `config`, and an unset of the
+        last key should not leave its holder behind. (An emptied list of entries stays, as
+        `actions: []`.)"""
+        while chain:
+            holder, key = chain[-1]
+            node = holder[key]
+            if node or not isinstance(node, dict) or not isinstance(holder, dict) \
+                    or holder is root:
+                return
+            chain.pop()
+            self.delete(holder, key, chain[-1] if chain else None)
 
     def missing(self, full: str) -> NotFound:
         return NotFound(f"no field {full} in this agent",

@@ -16,8 +16,8 @@ from typing import Any
 from agentstage.semdiff import LONG_TEXT, SECTION_ORDER, section_counts, summarize
 
 SHORT = 7
-VALUE_WIDTH = 60  # a value in a terminal line is cut past this many characters
-MD_VALUE_WIDTH = 500  # and in a markdown table cell
+MIN_VALUE_WIDTH = 20  # in a narrow terminal a value still shows this much before it is cut
+MD_VALUE_WIDTH = 500  # a value in a markdown table cell is cut past this many characters
 PATH_COLUMN = 48
 PRODUCTION_COLUMN = 40
 ABSENT = "(none)"
@@ -47,8 +47,11 @@ def _clean(text: str, newlines_ok: bool = False) -> str:
     return _CONTROL.sub(escape, text)
 
 
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _cut(text: str, width: int | None) -> str:
+    """*text* cut to *width* characters with an ellipsis; None: never cut."""
+    if width is None or len(text) <= width:
+        return text
+    return text[: width - 1] + "…"
 
 
 def _short(commit: Any) -> str:
@@ -103,7 +106,8 @@ def _text_lines(text: str) -> int:
     return len(text.rstrip("\n").split("\n"))
 
 
-def _cells(change: Mapping[str, Any], width: int, newlines_ok: bool = False) -> tuple[str, str]:
+def _cells(change: Mapping[str, Any], width: int | None,
+           newlines_ok: bool = False) -> tuple[str, str]:
     """The production and staging cells of one change."""
     kind = change.get("change")
     out: list[str] = []
@@ -145,13 +149,27 @@ def _table(rows: list[list[str]], styles: list[list[str | None]], color: bool) -
 # -- diffs in a terminal ---------------------------------------------------------------
 
 
-def _change_lines(changes: Sequence[Mapping[str, Any]], color: bool, indent: str = "") -> list[str]:
-    """The body of a diff: per section a title, then one line per change (+ text diffs)."""
+def _value_width(width: int | None, path_width: int, indent: str) -> int | None:
+    """How long a value may be in a line *width* columns wide: the two values share what
+    the path leaves; None (not a terminal, or --full): values are never cut."""
+    if width is None:
+        return None
+    taken = len(indent) + 2 + (path_width + 2) + 2 + 1 + len(ARROW) + 1
+    return max(MIN_VALUE_WIDTH, (width - taken) // 2)
+
+
+def _change_lines(changes: Sequence[Mapping[str, Any]], color: bool, indent: str = "",
+                  width: int | None = None) -> list[str]:
+    """The body of a diff: per section a title, then one line per change (+ text diffs).
+
+    *width* is the terminal's: values are cut so a line fits it; None: nothing is cut."""
     if not changes:
         return [indent + "no changes"]
-    rows = [(str(c.get("path")), *_cells(c, VALUE_WIDTH)) for c in changes]
+    paths = [str(c.get("path")) for c in changes]
+    path_width = max((len(p) for p in paths if len(p) <= PATH_COLUMN), default=0)
+    value_width = _value_width(width, path_width, indent)
+    rows = [(p, *_cells(c, value_width)) for p, c in zip(paths, changes, strict=True)]
     # Column widths fit the values under the caps; a longer one overflows its line only.
-    path_width = max((len(r[0]) for r in rows if len(r[0]) <= PATH_COLUMN), default=0)
     prod_width = max((len(r[1]) for r in rows if len(r[1]) <= PRODUCTION_COLUMN), default=0)
     cells = {id(c): r for c, r in zip(changes, rows, strict=True)}
     lines: list[str] = []
@@ -188,32 +206,40 @@ def _identical(agent: str) -> str:
 FORMATTING_ONLY = "only formatting or comments differ; no field changed"
 
 
-def _sides(diff: Mapping[str, Any]) -> str:
+PRODUCTION_STAGING = ("production", "staging")
+
+
+def _sides(diff: Mapping[str, Any], sides: tuple[str, str] = PRODUCTION_STAGING) -> str:
     production = diff.get("production") or {}
     staging = diff.get("staging") or {}
     version, commit = production.get("version"), production.get("commit")
     if version is not None:
-        prod = f"production v{version} ({_short(commit)})"
+        prod = f"{sides[0]} v{version} ({_short(commit)})"
     elif commit:
-        prod = f"production {_short(commit)}"
+        prod = f"{sides[0]} {_short(commit)}"
     else:
-        prod = "not published"
-    return f"{prod} {ARROW} staging {_short(staging.get('commit'))}"
+        prod = "not published" if sides == PRODUCTION_STAGING else f"not in {sides[0]}"
+    return f"{prod} {ARROW} {sides[1]} {_short(staging.get('commit'))}"
 
 
-def diff_text(diff: Mapping[str, Any], color: bool) -> str:
+def diff_text(diff: Mapping[str, Any], color: bool,
+              sides: tuple[str, str] = PRODUCTION_STAGING, width: int | None = None) -> str:
+    """One agent's diff; *sides* names the old and new side (base and head for two
+    revisions); *width* is the terminal's, None to show every value whole."""
     agent = str(diff.get("agent"))
     if not diff.get("has_changes"):
+        if sides != PRODUCTION_STAGING:
+            return f"{agent}: {sides[1]} is identical to {sides[0]}\n"
         return _identical(agent) + "\n"
     changes = list(diff.get("changes") or [])
-    lines = [f"{_paint(agent, 'bold', color)}: {_sides(diff)}"]
+    lines = [f"{_paint(agent, 'bold', color)}: {_sides(diff, sides)}"]
     if not changes:
         return "\n".join([*lines, FORMATTING_ONLY]) + "\n"
-    lines += [summarize(changes), "", *_change_lines(changes, color)]
+    lines += [summarize(changes), "", *_change_lines(changes, color, width=width)]
     return "\n".join(lines) + "\n"
 
 
-def publish_text(result: Mapping[str, Any], color: bool) -> str:
+def publish_text(result: Mapping[str, Any], color: bool, width: int | None = None) -> str:
     agent = str(result.get("agent"))
     if not result.get("published") and not result.get("dry_run"):
         return _identical(agent) + "\n"
@@ -226,10 +252,11 @@ def publish_text(result: Mapping[str, Any], color: bool) -> str:
     changes = list(result.get("changes") or [])
     if not changes:
         return f"{title}\n{FORMATTING_ONLY}\n"
-    return "\n".join([title, summarize(changes), "", *_change_lines(changes, color)]) + "\n"
+    return "\n".join([title, summarize(changes), "", *_change_lines(changes, color, width=width)]
+                     ) + "\n"
 
 
-def preview_text(preview: Mapping[str, Any], color: bool) -> str:
+def preview_text(preview: Mapping[str, Any], color: bool, width: int | None = None) -> str:
     agent = str(preview.get("agent"))
     action = str(preview.get("action") or "revert")
     lines = [f"{_paint(agent, 'bold', color)}: preview of {action} {preview.get('tag')}", ""]
@@ -246,17 +273,19 @@ def preview_text(preview: Mapping[str, Any], color: bool) -> str:
         elif not diff.get("changes"):
             lines.append("  " + FORMATTING_ONLY)
         else:
-            lines += _change_lines(list(diff["changes"]), color, indent="  ")
+            lines += _change_lines(list(diff["changes"]), color, indent="  ", width=width)
         lines.append("")
     if conflicts:
         lines.append(_paint(f"Conflicts: the {action} cannot be applied;"
                             " these fields were changed since:", "red", color))
-        lines += [f"  {_conflict_line(c, preview, VALUE_WIDTH)}" for c in conflicts]
+        each = None if width is None else max(MIN_VALUE_WIDTH, width // 3)
+        lines += [f"  {_conflict_line(c, preview, each)}" for c in conflicts]
         lines.append("")
     return "\n".join(lines[:-1]) + "\n"
 
 
-def _conflict_line(clash: Mapping[str, Any], preview: Mapping[str, Any], width: int) -> str:
+def _conflict_line(clash: Mapping[str, Any], preview: Mapping[str, Any],
+                   width: int | None) -> str:
     """`path: vN set X, staging now has Y`, values escaped (markdown escapes the line)."""
     path = _clean(str(clash.get("path")))
     if "staging" not in clash:

@@ -2,7 +2,8 @@
 
 Works on `AgentConfig.as_dict()` objects (plain JSON values), so it needs nothing
 beyond the standard library. List entries are matched by their key (`id`, or
-`type` for guardrails), never by position, and reordering is not a change.
+`type` for guardrails), never by position, and reordering is not a change, except
+for instructions, whose order is the prompt's: see `ORDERED` and `order_change`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from agentstage.layout import NESTED_KEYS as NESTED_KEYS
 from agentstage.layout import SECTION_ORDER as SECTION_ORDER
 
 LONG_TEXT = 80
+# Lists whose order is part of the configuration (the prompt's order): reordering their
+# entries is a change of the list's path, production and staging the ids in order.
+ORDERED = frozenset({"instructions"})
 
 # Bare keys as fieldpath reads them; any other key is JSON-quoted.
 _BARE_KEY = re.compile(KEY_PATTERN + r"\Z")
@@ -138,22 +142,22 @@ def same(a: Any, b: Any) -> bool:
 
 
 def _line_diff(old: str, new: str) -> tuple[str, ...]:
-    lines = list(difflib.unified_diff(_lines(old), _lines(new), lineterm=""))[2:]
-    out: list[str] = []
-    for line in lines:
-        if line.endswith("\n"):
-            out.append(line[:-1])
-        elif line.startswith(("@@", "\\")):
-            out.append(line)
-        else:
-            out += [line, "\\ No newline at end of file"]
+    """A unified diff of the lines, headers dropped. A final line break gained or lost is
+    said in words on a last line, not with diff's `\\ No newline at end of file`."""
+    out = list(difflib.unified_diff(_lines(old), _lines(new), lineterm=""))[2:]
+    ended, ends = old.endswith("\n"), new.endswith("\n")
+    if old and new and ended != ends:
+        out.append(FINAL_NEWLINE_ADDED if ends else FINAL_NEWLINE_REMOVED)
     return tuple(out)
 
 
+FINAL_NEWLINE_ADDED = "(line break added at the end of the text)"
+FINAL_NEWLINE_REMOVED = "(line break removed at the end of the text)"
+
+
 def _lines(text: str) -> list[str]:
-    parts = [p + "\n" for p in text.split("\n")]
-    parts[-1] = parts[-1][:-1]
-    return parts if parts[-1] else parts[:-1]
+    lines = text.split("\n")
+    return lines[:-1] if text.endswith("\n") else lines if text else []
 
 
 def _is_long_text(value: Any) -> bool:
@@ -246,6 +250,11 @@ def _diff_keyed(section: str, path: str, fields: tuple[str, ...],
         elif not same(old, new):
             yield Change(section, path, "modified", old, new)
         return
+    if path in ORDERED and old is not None and new is not None:
+        common = new_by.keys() & old_by.keys()
+        if [i for i in old_by if i in common] != [i for i in new_by if i in common]:
+            # First, so that undoing it (a whole-list edit) comes before undoing entries.
+            yield Change(section, path, "modified", list(old_by), list(new_by))
     for ident, entry in new_by.items():
         here = entry_path(path, ident)
         before = old_by.get(ident, MISSING)
@@ -263,6 +272,49 @@ def _diff_entry(section: str, path: str, fields: tuple[str, ...],
     rest_old = {k: v for k, v in old.items() if k != key}
     rest_new = {k: v for k, v in new.items() if k != key}
     yield from _diff_mapping(section, path, fields, rest_old, rest_new)
+
+
+# -- the order of a list ------------------------------------------------------------
+
+
+def is_order_change(change: Change) -> bool:
+    """Whether *change* is the reordering of an ordered list (values: ids in order)."""
+    return change.path in ORDERED and change.change == "modified" and all(
+        isinstance(v, list) and all(isinstance(i, str) for i in v)
+        for v in (change.production, change.staging))
+
+
+def undo_order(change: Change, current: Mapping[str, Any]) -> tuple[list[Any] | None, bool]:
+    """Undo an order change on *current* (an as_dict() config): (the list's entries in the
+    old order, or None when there is nothing to do; whether it clashes with later edits).
+
+    Compared over the ids both sides still have: in the old order already, nothing to do;
+    in the new order, the entries are put back in the old order (entries the change did
+    not know keep their places); in any third order, the list was reordered since: a clash.
+    """
+    entries = value_at(current, change.path)
+    key = SECTION_KEYS.get(change.path, "id")
+    if not isinstance(entries, list):
+        return None, False
+    ids = [e.get(key) if isinstance(e, Mapping) else None for e in entries]
+    before, after = list(change.production), list(change.staging)
+
+    def order(seq: list[Any], among: Iterable[Any]) -> list[Any]:
+        wanted = set(among)
+        return [i for i in seq if i in wanted]
+
+    if order(ids, before) == order(before, ids):
+        return None, False
+    if order(ids, after) != order(after, ids):
+        return None, True
+    known = set(before)
+    slots = [n for n, i in enumerate(ids) if i in known]
+    moved = iter(order(before, ids))
+    by_id = {i: e for i, e in zip(ids, entries, strict=True)}
+    out = list(entries)
+    for n in slots:
+        out[n] = by_id[next(moved)]
+    return out, False
 
 
 # -- summaries -------------------------------------------------------------------
