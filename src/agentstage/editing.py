@@ -233,8 +233,7 @@ def init_repo(path: Path, bare: bool = False, author: str | None = None) -> dict
             agents = f"{count} agent{'s' if count != 1 else ''}" if count else "no agents"
             actions.append(f"created branch staging from {name} ({head[:12]}) with {agents}")
             adopted = {"from": name, "commit": head, "agents": store.list_agents(head)}
-            if store.ref(f"refs/remotes/{name}") == head:
-                _track(store, name)
+            if store.ref(f"refs/remotes/{name}") == head and _track(store, name):
                 actions.append(f"staging tracks {name}")
     if staging is None or not store.has_path(staging, AGENTS_DIR):
         who = resolve_identity(store, author)
@@ -251,15 +250,20 @@ def init_repo(path: Path, bare: bool = False, author: str | None = None) -> dict
             "actions": actions or ["already initialized: nothing to do"]}
 
 
-def _track(store: Store, remote_branch: str) -> None:
+def _track(store: Store, remote_branch: str) -> bool:
     """Make staging track *remote_branch* (`origin/staging`), as `git switch staging` would."""
     import subprocess
 
     remote = remote_branch.partition("/")[0]
     where = str(store.workdir or store.git_dir)
     for key, value in (("remote", remote), ("merge", STAGING)):
-        subprocess.run(["git", "-C", where, "config", f"branch.staging.{key}", value],
-                       check=True, capture_output=True)
+        done = subprocess.run(["git", "-C", where, "config", f"branch.staging.{key}", value],
+                              check=False, capture_output=True, text=True)
+        if done.returncode != 0:  # staging is made; only the tracking is missing
+            warn(f"could not make staging track {remote_branch}: {done.stderr.strip()}; "
+                 f"run: git branch --set-upstream-to={remote_branch} staging")
+            return False
+    return True
 
 
 def _default_branch(store: Store) -> tuple[str, str] | None:
