@@ -317,6 +317,7 @@ class _Editor:
                 raise UsageError(f"cannot set {full}: it is a list of entries, not"
                                  f" {_kind(edit.value)}", hint=f"e.g. {full}=[]; {_UNSET_HINT}")
             if isinstance(root, list):
+                self.permute(root, edit.value, section.key)
                 self.assign_into(root, edit.value, None)
                 return root
             return self.node(edit.value)
@@ -390,6 +391,36 @@ class _Editor:
             chain.append(parent)
             container = container[slot]
         return root  # pragma: no cover - the loop returns at its last step
+
+    def permute(self, entries: list[Any], value: list[Any], key: str) -> None:
+        """Put *entries* in the order of the same ids in *value*, each with the comment
+        lines above it, so that a reordered list does not leave its comments behind."""
+        def ids(items: list[Any]) -> list[Any]:
+            return [e.get(key) if isinstance(e, dict) else None for e in items]
+
+        old, new = ids(entries), ids(value)
+        if old == new or None in old or sorted(map(str, old)) != sorted(map(str, new)) \
+                or len(set(old)) != len(old) or set(old) != set(new):
+            return
+        order = [old.index(i) for i in new]
+        if not self.rt:
+            entries[:] = [entries[n] for n in order]
+            return
+        above = {n: _get_rest(entries, n - 1) for n in range(1, len(entries))}
+        tail = _get_rest(entries, len(entries) - 1)
+        for n in range(len(entries)):
+            _set_rest(entries, n, "")
+        nodes = list(entries)
+        for n, m in enumerate(order):
+            entries[n] = nodes[m]
+        first = above.get(order[0], "").lstrip("\n")
+        if first:
+            _add_pre_comments(entries, first)
+        second = above.get(1, "")
+        gap = second[: len(second) - len(second.lstrip("\n"))]  # what parted the first two
+        for n in range(1, len(order)):
+            _set_rest(entries, n - 1, above.get(order[n], gap))
+        _set_rest(entries, len(entries) - 1, tail)
 
     def prune(self, root: Any, chain: list[tuple[Any, Any]]) -> None:
         """Remove the mappings an unset left empty, from the innermost up to an entry or a
