@@ -144,6 +144,7 @@ def test_repair_in_a_bare_repository(run: Any, repo: Path, tmp_path: Path) -> No
 
 
 def test_a_file_that_is_not_yaml_is_refused_with_the_way_out(run: Any, repo: Path) -> None:
+    assert run("publish", AGENT, "-m", "first", repo=repo).code == 0
     (repo / DIR / "agent.yaml").write_text("name: [Billing\nmodel: {name: gpt-4o}\n")
     commit_all(repo, "broken")
     before = tree_state(repo)
@@ -151,8 +152,23 @@ def test_a_file_that_is_not_yaml_is_refused_with_the_way_out(run: Any, repo: Pat
     assert result.code == 4
     assert result.err.startswith(f"error: {DIR}/agent.yaml:")
     assert "invalid YAML" in result.err
-    assert f"agentstage restore {AGENT}" in result.err
+    assert "fix it in a checkout" in result.err
+    assert f"agentstage restore {AGENT} v1" in result.err
     assert tree_state(repo) == before
+
+
+def test_a_missing_agent_yaml_is_recreated_by_set(run: Any, repo: Path) -> None:
+    git(repo, "rm", "-q", str(DIR / "agent.yaml"))
+    commit_all(repo, "lost agent.yaml")
+    before = tree_state(repo)
+    result = run("set", AGENT, "name=Billing", repo=repo)  # still a problem: no model
+    assert result.code == 4
+    assert "model: required field is missing" in result.err
+    assert "restore" not in result.err  # never published: no snapshot to offer
+    assert tree_state(repo) == before
+    result = run("set", AGENT, "name=Billing", "model.name=gpt-4o", repo=repo)
+    assert result.code == 0, result.err
+    assert run("validate", "--ref", "staging", repo=repo).code == 0
 
 
 def test_restore_leaves_an_invalid_staging(run: Any, repo: Path) -> None:

@@ -117,13 +117,13 @@ def set_fields(store: Store, agent: str, edits: Sequence[Edit], message: str | N
     try:
         new_files = apply_edits(files, edits)
     except InvalidConfig as exc:
-        raise _located(agent, exc) from None
+        raise _located(agent, exc, state.version) from None
     if new_files == files:
         return {"agent": agent, "commit": None, "changes": []}
     before = check_agent(agent, files)[1]
     after = check_agent(agent, new_files)[1]
     if after:
-        _judge(agent, edits, before, after)
+        _judge(agent, edits, before, after, state.version)
     from agentstage.fieldpath import render_path
 
     default = f"{agent}: " + ", ".join(
@@ -139,8 +139,8 @@ def set_fields(store: Store, agent: str, edits: Sequence[Edit], message: str | N
     return result
 
 
-def _judge(agent: str, edits: Sequence[Edit], before: list[Problem],
-           after: list[Problem]) -> None:
+def _judge(agent: str, edits: Sequence[Edit], before: list[Problem], after: list[Problem],
+           published: int) -> None:
     """Refuse an edit whose result has problems, unless it is a step out of worse ones:
     strictly fewer problems, none of them in a field the edit sets or unsets."""
     from agentstage.fieldpath import render_path
@@ -156,14 +156,16 @@ def _judge(agent: str, edits: Sequence[Edit], before: list[Problem],
     if before:
         n = len(before)
         hint = (f"{agent} already had {n} problem{'s' if n != 1 else ''} on staging; an edit "
-                "is taken when it leaves fewer and adds none: fix them in the same command "
-                f"(e.g. agentstage unset {agent} PATH), or return to a publish with "
-                f"'agentstage restore {agent} vN'")
+                "is taken when it leaves fewer and adds none: fix more of them in the same "
+                f"command (agentstage set/unset {agent} ...)")
+        if published:
+            hint += (f", or return to a publish with 'agentstage restore {agent} "
+                     f"v{published}'")
     raise InvalidConfig(after, hint=hint or "fix the values named above, then run the "
                         "command again")
 
 
-def _located(agent: str, exc: InvalidConfig) -> InvalidConfig:
+def _located(agent: str, exc: InvalidConfig, published: int) -> InvalidConfig:
     """An edit's InvalidConfig with files named by their place in the repository, and for a
     file that does not read as YAML, the way out: set and unset need its data."""
     base = agent_dir(agent)
@@ -171,9 +173,11 @@ def _located(agent: str, exc: InvalidConfig) -> InvalidConfig:
                 for p in exc.problems]
     if any(p.path for p in problems):
         return InvalidConfig(problems, hint=exc.hint)
-    return InvalidConfig(problems, hint=(
-        "set and unset can only edit a file that reads as YAML: fix it in a checkout and "
-        f"commit it to staging, or return to a publish with 'agentstage restore {agent} vN'"))
+    hint = ("set and unset can only edit a file that reads as YAML: fix it in a checkout and "
+            "commit it to staging")
+    if published:
+        hint += f", or return to a publish with 'agentstage restore {agent} v{published}'"
+    return InvalidConfig(problems, hint=hint)
 
 
 def new_agent(store: Store, agent: str, name: str, model: str = "gpt-4o",
