@@ -382,3 +382,10 @@ def test_revert_of_a_reorder_puts_the_old_order_back(run: Any, repo: Path) -> No
     assert [i["id"] for i in shown["instructions"]] == [
         "persona", "refunds-policy", "escalation", "tone"]
     assert shown["instructions"][0]["text"] == "Later edit."  # a later edit survives
+
+
+def test_unset_of_an_empty_mapping_says_no_field_changed(run: Any, repo: Path) -> None:
+    result = run("unset", AGENT, "tools[web-search].config", repo=repo)
+    assert result.code == 0, result.err
+    assert result.out.startswith(f"{AGENT}: staged a change to the files that changes no field (")
+    assert "  config: {}\n  actions:" not in staging_file(repo, "tools.yaml")

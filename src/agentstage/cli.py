@@ -362,6 +362,9 @@ def _edit_text(result: dict[str, Any], unset: Sequence[str] = ()) -> str:
     if not result["commit"]:
         return f"{result['agent']}: no change (staging already has these values)"
     n = len(result["changes"])
+    if not n:  # e.g. `config: {}` removed: the file changed, the configuration did not
+        return (f"{result['agent']}: staged a change to the files that changes no field"
+                f" ({result['commit'][:12]})")
     return f"{result['agent']}: staged {n} field change{'s' if n != 1 else ''} " \
            f"({result['commit'][:12]})"
 
