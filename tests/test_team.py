@@ -338,3 +338,28 @@ def test_clones_publishing_at_once_cannot_fork_the_versions(run: Any, server: Pa
             assert git(c, "rev-parse", f"{A}/v1") == git(server, "rev-parse", f"{A}/v1")
         assert run("publish", A, "-m", "again", repo=c).code == 3
         assert run("doctor", repo=c).code == 0
+
+
+def test_an_unreachable_push_target_names_git_s_reason_and_puts_the_clone_back(
+        run: Any, server: Path) -> None:
+    alice = clone(server, "alice")
+    edit(run, alice, "model.temperature=0.3")
+    git(alice, "push", "-q", "origin", "staging")
+    before = tree_state(alice)
+    done = run("publish", A, "-m", "x", "--push", "/nonexistent/repo.git", repo=alice)
+    assert done.code == 6, done.err
+    assert "could not push to /nonexistent/repo.git: '/nonexistent/repo.git' does not " \
+           "appear to be a git repository" in done.err
+    assert "and the repository exists" not in done.err
+    assert "production/billing-support removed" in done.err
+    assert tree_state(alice) == before
+
+
+def test_a_clone_without_a_local_staging_is_told_how_to_make_one(run: Any, server: Path) -> None:
+    alice = clone(server, "alice")
+    git(alice, "checkout", "-q", "-b", "main")
+    git(alice, "branch", "-q", "-D", "staging")
+    done = run("agents", repo=alice)
+    assert done.code == 6
+    assert "no local staging branch in this clone" in done.err
+    assert "git branch --track staging origin/staging" in done.err

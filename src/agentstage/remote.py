@@ -44,8 +44,10 @@ def _git(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _last_line(text: str, default: str) -> str:
+    """git's reason: its first `fatal:` line (the lines after it are advice), else the last."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].removeprefix("fatal: ") if lines else default
+    fatal = [line for line in lines if line.startswith("fatal: ")]
+    return (fatal or lines or [default])[0 if fatal else -1].removeprefix("fatal: ")
 
 
 def fetch(store: Store, remote: str) -> None:
