@@ -575,7 +575,7 @@ def test_show_an_unknown_agent_exits_6(run: Any, repo: Path) -> None:
 def test_show_a_bad_agent_id_exits_2(run: Any, repo: Path) -> None:
     result = refused(run, repo, "show", "../etc", code=2)
     assert result.err == ("error: invalid agent id '../etc': " + RULE + "\n"
-                          "hint: pick an id such as 'support-bot'\n")
+                          "hint: pick an id such as 'etc'\n")
 
 
 # -- init and new ----------------------------------------------------------------------------
@@ -637,8 +637,10 @@ def test_new_in_a_bare_repository(run: Any, bare: Path) -> None:
 @pytest.mark.parametrize("agent", ["Bad", "bad_id", "-x", "a" * 64, "../x", "x/y", ""])
 def test_new_with_a_bad_id_writes_nothing(run: Any, scratch: Path, agent: str) -> None:
     result = refused(run, scratch, "new", "--name", "X", "--", agent, code=2)
+    suggested = {"Bad": "bad", "bad_id": "bad-id", "-x": "x", "a" * 64: "a" * 63, "../x": "x",
+                 "x/y": "x-y", "": "support-bot"}[agent]
     assert result.err == (f"error: invalid agent id {agent!r}: {RULE}\n"
-                          "hint: pick an id such as 'support-bot'\n")
+                          f"hint: pick an id such as {suggested!r}\n")
 
 
 def test_new_of_an_existing_agent_exits_5(run: Any, repo: Path) -> None:

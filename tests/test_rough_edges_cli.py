@@ -123,3 +123,99 @@ def test_a_bad_color_value_is_a_usage_error(run: Any, repo: Path) -> None:
     result = run("--color", "sometimes", "agents", repo=repo)
     assert result.code == 2
     assert "'sometimes' is not one of 'auto', 'always', 'never'" in result.err
+
+
+# -- hints that fit ------------------------------------------------------------------------------
+
+RULE = ("an agent id is lowercase letters, digits and '-', starting with a letter or digit, at "
+        "most 63 characters")
+
+
+@pytest.mark.parametrize(("bad", "suggested"), [
+    ("Support_Bot", "support-bot"), ("Billing Support!", "billing-support"),
+    ("Ünïcode Bot", "unicode-bot"), ("-x", "x"), ("x/y", "x-y"), ("a" * 70, "a" * 63),
+    ("___", "support-bot"),
+])
+def test_a_bad_agent_id_gets_an_id_made_from_it(run: Any, repo: Path, bad: str,
+                                                suggested: str) -> None:
+    result = run("show", "--", bad, repo=repo)
+    assert result.code == 2
+    assert result.err == (f"error: invalid agent id {bad!r}: {RULE}\n"
+                          f"hint: pick an id such as {suggested!r}\n")
+
+
+@pytest.mark.parametrize(("env", "meant"), [
+    ("prod", "production"), ("live", "production"), ("PRD", "production"),
+    ("Production", "production"), ("prodution", "production"), ("stage", "staging"),
+    ("stagin", "staging"),
+])
+def test_show_env_close_to_a_real_one_is_a_usage_error(run: Any, repo: Path, env: str,
+                                                        meant: str) -> None:
+    result = run("show", "billing-support", "--env", env, repo=repo)
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (f"error: unknown environment {env!r}: --env takes staging, "
+                          "production or a publish vN\n"
+                          f"hint: did you mean --env {meant}?\n")
+
+
+def test_publish_without_m_says_pass_m(run: Any, repo: Path) -> None:
+    from conftest import tree_state
+
+    before = tree_state(repo)
+    result = run("publish", "billing-support", repo=repo)
+    assert (result.code, result.out) == (2, "")
+    assert result.err.startswith("error: a publish needs a reason")
+    assert "\nhint: pass -m 'why" in result.err
+    assert "Missing option" not in result.err
+    assert tree_state(repo) == before
+
+
+def test_publish_dry_run_needs_no_m(run: Any, repo: Path) -> None:
+    from conftest import tree_state
+
+    before = tree_state(repo)
+    result = run("publish", "billing-support", "--dry-run", "--format", "json", repo=repo)
+    assert result.code == 0, result.err
+    assert result.json()["published"] is False
+    assert result.json()["version"] == 1
+    assert tree_state(repo) == before
+    done = run("publish", "billing-support", "-m", "first", repo=repo)
+    assert done.code == 0, done.err
+
+
+@pytest.mark.parametrize(("args", "env", "message", "hint"), [
+    ((), "bob", "error: invalid identity 'bob' in the environment variable AGENTSTAGE_AUTHOR: "
+                "expected 'Name <email>'",
+     "hint: set it as AGENTSTAGE_AUTHOR='Ada Lovelace <ada@example.com>', or unset it to use "
+     "git's user.name and user.email"),
+    (("--author", "bob"), "Fine Person <fine@example.com>",
+     "error: invalid identity 'bob' in --author: expected 'Name <email>'",
+     "hint: for example --author \"Ada Lovelace <ada@example.com>\""),
+])
+def test_a_bad_identity_names_its_source(run: Any, repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                         args: tuple[str, ...], env: str, message: str,
+                                         hint: str) -> None:
+    from conftest import tree_state
+
+    monkeypatch.setenv("AGENTSTAGE_AUTHOR", env)
+    before = tree_state(repo)
+    result = run(*args, "publish", "billing-support", "-m", "why", repo=repo)
+    assert result == (2, "", f"{message}\n{hint}\n")
+    assert tree_state(repo) == before
+
+
+# -- show says what it shows ---------------------------------------------------------------------
+
+
+def test_show_says_which_configuration_it_shows(run: Any, repo: Path, bare: Path) -> None:
+    work = run("show", "billing-support", repo=repo)
+    assert work.code == 0, work.err
+    assert work.out.startswith("# billing-support: the work tree (agents/billing-support), "
+                               "uncommitted changes included\nname: Billing Support Bot\n")
+    staging = run("show", "billing-support", "--env", "staging", repo=repo)
+    assert staging.out.startswith("# billing-support: staging\nname: Billing Support Bot\n")
+    in_bare = run("show", "billing-support", repo=bare)
+    assert in_bare.out.startswith("# billing-support: staging (a bare repository has no work "
+                                  "tree)\nname: Billing Support Bot\n")
+    as_json = run("show", "billing-support", "--format", "json", repo=repo)
+    assert as_json.json()["name"] == "Billing Support Bot"  # pure JSON, no comment line

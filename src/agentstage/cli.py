@@ -258,6 +258,8 @@ def show(obj: Context, agent: str, env: str | None, fmt: str) -> None:
     from agentstage.ids import check_agent_id
 
     check_agent_id(agent)
+    if env is not None:
+        _check_env(env)
     if env is None and obj.store.workdir is not None:
         from agentstage.config import agent_dir, load_agent, read_agent_dir
 
@@ -268,9 +270,29 @@ def show(obj: Context, agent: str, env: str | None, fmt: str) -> None:
             raise NotFound(f"no agent directory {directory}",
                            hint="list agents with 'agentstage agents'")
         config = load_agent(agent, read_agent_dir(directory)).as_dict()
+        where = f"the work tree ({agent_dir(agent)}), uncommitted changes included"
     else:
         config = show_config(obj.store, agent, env or "staging")
-    emit(fmt, config, lambda: _yaml_dump(config))
+        where = env or "staging (a bare repository has no work tree)"
+    # the first line says which configuration this is; JSON stays the bare show shape
+    emit(fmt, config, lambda: f"# {agent}: {where}\n" + _yaml_dump(config))
+
+
+ENV_ALIASES = {"prod": "production", "prd": "production", "live": "production",
+               "stage": "staging", "stg": "staging", "draft": "staging"}
+
+
+def _check_env(env: str) -> None:
+    """A usage error for an environment that is close to a real one (`prod`, `Staging`);
+    other values are read as a publish (vN), which says what it expects."""
+    import difflib
+
+    folded = env.strip().lower()
+    close = difflib.get_close_matches(folded, ["staging", "production"], n=1, cutoff=0.75)
+    meant = ENV_ALIASES.get(folded) or (close[0] if close else None)
+    if meant is not None and meant != env:
+        raise UsageError(f"unknown environment {env!r}: --env takes staging, production or a "
+                         "publish vN", hint=f"did you mean --env {meant}?")
 
 
 def _yaml_dump(value: Any) -> str:

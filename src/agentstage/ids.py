@@ -16,11 +16,20 @@ def is_agent_id(value: str) -> bool:
     return AGENT_ID_RE.fullmatch(value) is not None
 
 
+def suggest_agent_id(value: str) -> str:
+    """A valid id made from a bad one (`Support_Bot` -> `support-bot`), for hints."""
+    import unicodedata
+
+    plain = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", plain.lower())
+    return "-".join(words)[:63].strip("-") or "support-bot"
+
+
 def check_agent_id(value: str) -> str:
     """Return *value* if it is a valid agent id, else raise a usage error naming the rule."""
     if not is_agent_id(value):
         raise UsageError(
             f"invalid agent id {value!r}: an agent id is {AGENT_ID_RULE}",
-            hint="pick an id such as 'support-bot'",
+            hint=f"pick an id such as {suggest_agent_id(value)!r}",
         )
     return value
