@@ -302,12 +302,15 @@ def test_an_oversized_file_on_disk(run: Any, repo: Path) -> None:
 def test_a_directory_that_is_not_an_agent_id(run: Any, scratch: Path, name: str) -> None:
     repo = scratch
     write_agent(repo, name, {"agent.yaml": AGENT})
-    result = refused(run, repo, "validate", code=2)
-    assert result.out == ""
-    assert result.err == (
-        f"error: directory name {name!r} ({repo / 'agents' / name}) is not a valid agent id: "
-        f"{RULE}\nhint: rename the directory, e.g. agents/support-bot\n"
-    )
+    result = refused(run, repo, "validate", code=4)
+    suggested = {"Bad_Name": "bad-name", "-lead": "lead", "UPPER": "upper", "a" * 64: "a" * 63,
+                 "has.dot": "has-dot", "sp ace": "sp-ace"}[name]
+    assert (
+        f"invalid  agents/{name}\n"
+        f"  agents/{name}: directory name {name!r} is not a valid agent id: {RULE} (rename it, "
+        f"e.g. to {suggested!r})\n"
+    ) in result.out
+    assert result.out.endswith("4 agents checked, 1 invalid\n")  # the others checked too
 
 
 @pytest.mark.parametrize("path", ["nosuch", "agents/nosuch", "agents/hr-helpdesk/nosuch.yaml"])

@@ -368,7 +368,7 @@ def test_directory_name_that_is_not_an_agent_id() -> None:
     assert problems({"agent.yaml": AGENT}, agent="Bad_Name") == [
         "agents/Bad_Name: directory name 'Bad_Name' is not a valid agent id: an agent id is "
         "lowercase letters, digits and '-', starting with a letter or digit, at most 63 "
-        "characters",
+        "characters (rename it, e.g. to 'bad-name')",
     ]
 
 

@@ -219,3 +219,73 @@ def test_show_says_which_configuration_it_shows(run: Any, repo: Path, bare: Path
                                   "tree)\nname: Billing Support Bot\n")
     as_json = run("show", "billing-support", "--format", "json", repo=repo)
     assert as_json.json()["name"] == "Billing Support Bot"  # pure JSON, no comment line
+
+
+# -- validate: one bad directory name does not stop the run ----------------------------------------
+
+
+def test_a_bad_directory_name_does_not_stop_validate(run: Any, repo: Path) -> None:
+    from conftest import write_agent
+
+    write_agent(repo, "Old_Bot", {"agent.yaml": "name: Old\nmodel: {name: m, temprature: 1}\n"})
+    hr = repo / "agents/hr-helpdesk/agent.yaml"
+    hr.write_text(hr.read_text().replace("access: private", "access: everyone"))
+    result = run("validate", repo=repo)
+    assert result.code == 4
+    assert result.out == (
+        "invalid  agents/Old_Bot\n"
+        f"  agents/Old_Bot: directory name 'Old_Bot' is not a valid agent id: {RULE} (rename "
+        "it, e.g. to 'old-bot')\n"
+        "  agents/Old_Bot/agent.yaml:2: model.temprature: unknown field (did you mean "
+        "temperature?)\n"
+        "ok       agents/billing-support\n"
+        "invalid  agents/hr-helpdesk\n"
+        "  agents/hr-helpdesk/agent.yaml:13: access: input should be 'private', 'team', "
+        "'organization' or 'public' (got 'everyone')\n"
+        "ok       agents/sales-assistant\n"
+        "4 agents checked, 2 invalid\n")
+    assert result.err.startswith("error: 2 invalid agents: Old_Bot, hr-helpdesk\n")
+
+
+@pytest.mark.parametrize("fixture", ["repo", "bare"])
+def test_a_bad_directory_name_at_a_ref_does_not_stop_validate(
+        run: Any, repo: Path, request: pytest.FixtureRequest, fixture: str) -> None:
+    from conftest import commit_all, write_agent
+
+    write_agent(repo, "Old_Bot", {"agent.yaml": "name: Old\nmodel: {name: m}\n"})
+    commit_all(repo, "an agent with a bad directory name")
+    where = repo if fixture == "repo" else request.getfixturevalue("bare")
+    result = run("validate", "--ref", "staging", "--format", "json", repo=where)
+    assert result.code == 4
+    by_agent = {r["agent"]: r for r in result.json()["agents"]}
+    assert sorted(by_agent) == ["Old_Bot", "billing-support", "hr-helpdesk", "sales-assistant"]
+    assert [r["agent"] for r in by_agent.values() if not r["valid"]] == ["Old_Bot"]
+    assert by_agent["Old_Bot"]["problems"] == [{
+        "file": "staging:agents/Old_Bot", "line": None, "path": "",
+        "message": f"directory name 'Old_Bot' is not a valid agent id: {RULE} (rename it, "
+                   "e.g. to 'old-bot')"}]
+
+
+def test_validate_ref_with_a_bad_id_typed_is_still_a_usage_error(run: Any, repo: Path) -> None:
+    result = run("validate", "--ref", "staging", "Old_Bot", repo=repo)
+    assert result.code == 2
+    assert result.err.startswith("error: invalid agent id 'Old_Bot'")
+
+
+# -- the README's `agents` example is what `agents` prints ---------------------------------------
+
+
+def test_readme_agents_example_is_the_real_output(run: Any, repo: Path) -> None:
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("**`agentstage agents`**")
+    block = readme[readme.index("```\n", start) + 4:]
+    block = block[:block.index("```\n")]
+    assert run("publish", "billing-support", "-m", "one", repo=repo).code == 0
+    assert run("set", "billing-support", "model.temperature=0.3", "-m", "x", repo=repo).code == 0
+    assert run("publish", "billing-support", "-m", "two", repo=repo).code == 0
+    assert run("set", "billing-support", "model.temperature=0.4", "-m", "x", repo=repo).code == 0
+    result = run("agents", repo=repo)
+    assert result.code == 0, result.err
+    assert block == result.out

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from agentstage.errors import InvalidConfig, NotFound, Problem
-from agentstage.ids import AGENT_ID_RULE, is_agent_id
+from agentstage.ids import AGENT_ID_RULE, is_agent_id, suggest_agent_id
 from agentstage.model import (
     AGENT_FILES,
     NESTED_KEYS,
@@ -193,7 +193,8 @@ def load_agent(agent: str, files: Mapping[str, bytes], where: str | None = None)
     problems: list[Problem] = []
     if not is_agent_id(agent):
         problems.append(Problem(base, None, "", f"directory name {agent!r} is not a valid agent id:"
-                                f" an agent id is {AGENT_ID_RULE}"))
+                                f" an agent id is {AGENT_ID_RULE} (rename it, e.g. to "
+                                f"{suggest_agent_id(agent)!r})"))
     for name in files:
         if name not in SECTION_BY_FILE and not name.endswith(DOC_SUFFIXES):
             close = difflib.get_close_matches(name, AGENT_FILES, n=1)

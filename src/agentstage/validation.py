@@ -62,13 +62,8 @@ def validate_disk(paths: list[Path], repo: str | None) -> list[dict[str, Any]]:
             for found in _agent_dirs(path):
                 if found not in dirs:
                     dirs.append(found)
-    bad = [d for d in dirs if not is_agent_id(d.name)]
-    if bad:
-        raise UsageError(
-            f"directory name {bad[0].name!r} ({bad[0]}) is not a valid agent id: "
-            f"an agent id is {AGENT_ID_RULE}",
-            hint="rename the directory, e.g. agents/support-bot",
-        )
+    # a directory whose name is not an agent id is one more problem (load_agent reports
+    # it), not a reason to stop: every agent is still checked
     results = []
     for d in dirs:
         where = str(d)
@@ -80,11 +75,12 @@ def validate_disk(paths: list[Path], repo: str | None) -> list[dict[str, Any]]:
 
 def validate_ref(store: Store, ref: str, names: list[str]) -> list[dict[str, Any]]:
     commit = store.resolve_commit(ref)
-    agents = [Path(n).name for n in names] or store.list_agents(commit)
-    results = []
-    for agent in agents:
+    agents = [Path(n).name for n in names]
+    for agent in agents:  # a name the user typed: a usage error; one in the tree: a problem
         if not is_agent_id(agent):
             raise UsageError(f"invalid agent id {agent!r}: an agent id is {AGENT_ID_RULE}")
+    results = []
+    for agent in agents or store.list_agents(commit):
         where = f"{ref}:{agent_dir(agent)}"
         try:
             files = store.agent_files(commit, agent)
