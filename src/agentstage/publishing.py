@@ -216,7 +216,10 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
         store.update_refs({prod: (state.local, state.staging)},
                           f"agentstage publish {tag}", who)
     except Conflict:
-        if store.ref(prod) != state.staging:  # another command completed it for us: fine
+        # Another command completed it for us (the next publish does, before its own):
+        # production at our commit, or already past it, is our publish done.
+        now = store.ref(prod)
+        if now is None or not store.is_ancestor(state.staging, now):
             raise
     if target is not None:
         push_publish(store, target, agent, [tag], previous_production=state.local,
