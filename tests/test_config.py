@@ -146,7 +146,8 @@ BAD: list[tuple[str, dict[str, str | bytes], list[str]]] = [
      [f"{K}:3: knowledge[k].setings: unknown field (did you mean settings?)"]),
     ("misspelt-guardrail-key",
      {"agent.yaml": AGENT, "guardrails.yaml": "- type: pii\n  confi: {}\n"},
-     [f"{G}:2: guardrails[pii].confi: unknown field (did you mean config?)"]),
+     [f"{G}:1: guardrails[pii].type: unknown guardrail type 'pii' (did you mean pii-redaction?)",
+      f"{G}:2: guardrails[pii].confi: unknown field (did you mean config?)"]),
     ("misspelt-instruction-key",
      {"agent.yaml": AGENT, "instructions.yaml": "- id: p\n  text: x\n  txt: y\n"},
      [f"{INSTR}:3: instructions[p].txt: unknown field (did you mean text?)"]),
@@ -204,7 +205,8 @@ BAD: list[tuple[str, dict[str, str | bytes], list[str]]] = [
      {"agent.yaml": AGENT, "tools.yaml": "- id: t\n  actions:\n    - id: a\n      enabled: on\n"},
      [f"{T}:4: tools[t].actions[a].enabled: input should be a valid boolean (got 'on')"]),
     ("enabled-one", {"agent.yaml": AGENT, "guardrails.yaml": "- type: pii\n  enabled: 1\n"},
-     [f"{G}:2: guardrails[pii].enabled: input should be a valid boolean (got 1)"]),
+     [f"{G}:1: guardrails[pii].type: unknown guardrail type 'pii' (did you mean pii-redaction?)",
+      f"{G}:2: guardrails[pii].enabled: input should be a valid boolean (got 1)"]),
     ("instruction-text-number",
      {"agent.yaml": AGENT, "instructions.yaml": "- id: p\n  text: 3\n"},
      [f"{INSTR}:2: instructions[p].text: input should be a valid string (got 3)"]),
@@ -266,7 +268,8 @@ BAD: list[tuple[str, dict[str, str | bytes], list[str]]] = [
     ("duplicate-knowledge",
      {"agent.yaml": AGENT,
       "knowledge.yaml": "- id: k\n  type: corpus\n- id: k\n  type: website\n"},
-     [f"{K}:3: knowledge[k]: duplicate id 'k' (first at line 1)"]),
+     [f"{K}:3: knowledge[k]: duplicate id 'k' (first at line 1)",
+      f"{K}:3: knowledge[k].settings.url: required field is missing"]),
     ("duplicate-tool", {"agent.yaml": AGENT, "tools.yaml": "- id: t\n\n- id: u\n- id: t\n"},
      [f"{T}:4: tools[t]: duplicate id 't' (first at line 1)"]),
     ("duplicate-action",
@@ -279,7 +282,10 @@ BAD: list[tuple[str, dict[str, str | bytes], list[str]]] = [
      []),
     ("duplicate-guardrail",
      {"agent.yaml": AGENT, "guardrails.yaml": "- type: pii\n- type: tox\n- type: pii\n"},
-     [f"{G}:3: guardrails[pii]: duplicate type 'pii' (first at line 1)"]),
+     [f"{G}:1: guardrails[pii].type: unknown guardrail type 'pii' (did you mean pii-redaction?)",
+      f"{G}:2: guardrails[tox].type: unknown guardrail type 'tox' (did you mean toxicity?)",
+      f"{G}:3: guardrails[pii]: duplicate type 'pii' (first at line 1)",
+      f"{G}:3: guardrails[pii].type: unknown guardrail type 'pii' (did you mean pii-redaction?)"]),
     # files of the wrong shape
     ("list-file-is-mapping", {"agent.yaml": AGENT, "instructions.yaml": "id: p\ntext: x\n"},
      [f"{INSTR}:1: instructions: must be a list of entries, got a mapping"]),
@@ -328,6 +334,11 @@ def test_bad_input_is_reported(files: dict[str, str | bytes], expected: list[str
     assert problems(files) == expected
 
 
+UNKNOWN_G = ("unknown guardrail type 'g': expected one of pii-redaction, toxicity, "
+             "topic-restriction, jailbreak-detection, prompt-injection, self-harm-detection, or "
+             "custom-<name> for a type of your own")
+
+
 def test_every_problem_of_every_file_is_reported_sorted() -> None:
     files = {
         "agent.yaml": "name: ''\nmodel:\n  name: m\n  temprature: 3\n  max_tokens: 0\n"
@@ -344,7 +355,9 @@ def test_every_problem_of_every_file_is_reported_sorted() -> None:
         f"{A}:5: model.max_tokens: input should be greater than 0 (got 0)",
         f"{A}:6: access: input should be 'private', 'team', 'organization' or 'public' "
         "(got 'all')",
+        f"{G}:1: guardrails[g].type: {UNKNOWN_G}",
         f"{G}:2: guardrails[g]: duplicate type 'g' (first at line 1)",
+        f"{G}:2: guardrails[g].type: {UNKNOWN_G}",
         f"{INSTR}:3: instructions[p]: duplicate id 'p' (first at line 1)",
         f"{INSTR}:3: instructions[p].text: required field is missing",
         f"{INSTR}:4: instructions[p].txt: unknown field (did you mean text?)",

@@ -289,3 +289,138 @@ def test_readme_agents_example_is_the_real_output(run: Any, repo: Path) -> None:
     result = run("agents", repo=repo)
     assert result.code == 0, result.err
     assert block == result.out
+
+
+# -- typos in the free-form parts that have a known shape ------------------------------------------
+
+AGENT = "name: Bot\nmodel:\n  name: gpt-4o\n"
+G = "agents/bot/guardrails.yaml"
+K = "agents/bot/knowledge.yaml"
+KNOWN = ("pii-redaction, toxicity, topic-restriction, jailbreak-detection, prompt-injection, "
+         "self-harm-detection")
+
+SHAPES: list[tuple[str, str, str, list[str]]] = [
+    ("guardrail-typo", "guardrails.yaml", "- type: pii-redaction\n- type: toxicty\n",
+     [f"{G}:2: guardrails[toxicty].type: unknown guardrail type 'toxicty' "
+      "(did you mean toxicity?)"]),
+    ("guardrail-short", "guardrails.yaml", "- type: jailbreak\n  enabled: true\n",
+     [f"{G}:1: guardrails[jailbreak].type: unknown guardrail type 'jailbreak' "
+      "(did you mean jailbreak-detection?)"]),
+    ("guardrail-unknown", "guardrails.yaml", "- type: profanity\n",
+     [f"{G}:1: guardrails[profanity].type: unknown guardrail type 'profanity': expected one "
+      f"of {KNOWN}, or custom-<name> for a type of your own"]),
+    ("guardrail-custom-empty", "guardrails.yaml", "- type: custom-\n",
+     [f"{G}:1: guardrails[custom-].type: unknown guardrail type 'custom-': expected one "
+      f"of {KNOWN}, or custom-<name> for a type of your own"]),
+    ("corpus-typo", "knowledge.yaml", "- id: faq\n  type: corpus\n  settings:\n    top_kk: 5\n",
+     [f"{K}:4: knowledge[faq].settings.top_kk: unknown field (did you mean top_k?)"]),
+    ("corpus-range", "knowledge.yaml", "- id: faq\n  type: corpus\n  settings: {top_k: 0}\n",
+     [f"{K}:3: knowledge[faq].settings.top_k: input should be greater than 0 (got 0)"]),
+    ("website-without-url", "knowledge.yaml",
+     "- id: site\n  type: website\n  settings:\n    max_depth: 2\n",
+     [f"{K}:3: knowledge[site].settings.url: required field is missing",
+      f"{K}:4: knowledge[site].settings.max_depth: unknown field (did you mean crawl_depth?)"]),
+    ("website-without-settings", "knowledge.yaml", "- id: faq\n  type: corpus\n"
+     "- id: site\n  type: website\n",
+     [f"{K}:3: knowledge[site].settings.url: required field is missing"]),
+    ("website-bad-url", "knowledge.yaml",
+     "- id: site\n  type: website\n  settings: {url: ftp://example.com}\n",
+     [f"{K}:3: knowledge[site].settings.url: must be an http:// or https:// URL "
+      "(got 'ftp://example.com')"]),
+    ("sharepoint-typo", "knowledge.yaml",
+     "- id: hr\n  type: sharepoint\n  settings:\n    site: https://x.sharepoint.com/sites/hr\n",
+     [f"{K}:3: knowledge[hr].settings.site_url: required field is missing",
+      f"{K}:4: knowledge[hr].settings.site: unknown field (did you mean site_url?)"]),
+    ("sharepoint-list", "knowledge.yaml",
+     "- id: hr\n  type: sharepoint\n  settings:\n    site_url: https://x.sharepoint.com\n"
+     "    exclude_folders: Drafts\n",
+     [f"{K}:5: knowledge[hr].settings.exclude_folders: input should be a valid list "
+      "(got 'Drafts')"]),
+]
+
+
+@pytest.mark.parametrize(("file", "text", "expected"), [c[1:] for c in SHAPES],
+                         ids=[c[0] for c in SHAPES])
+def test_a_typo_in_a_known_shape_is_located(run: Any, repo: Path, file: str, text: str,
+                                            expected: list[str]) -> None:
+    from conftest import tree_state, write_agent
+
+    write_agent(repo, "bot", {"agent.yaml": AGENT, file: text})
+    before = tree_state(repo)
+    result = run("validate", "agents/bot", repo=repo)
+    assert result.code == 4
+    assert result.out == ("invalid  agents/bot\n" + "".join(f"  {p}\n" for p in expected)
+                          + "1 agent checked, 1 invalid\n")
+    assert tree_state(repo) == before
+
+
+def test_known_shapes_and_custom_guardrails_are_valid(run: Any, repo: Path) -> None:
+    from conftest import write_agent
+
+    write_agent(repo, "bot", {
+        "agent.yaml": AGENT,
+        "guardrails.yaml": "- type: custom-profanity-filter\n  config: {words: [darn]}\n"
+                           "- type: prompt-injection\n",
+        "knowledge.yaml": "- id: faq\n  type: corpus\n  settings: {min_score: 0, "
+                          "chunk_overlap: 0}\n"
+                          "- id: site\n  type: website\n  settings: {url: 'http://x.example', "
+                          "crawl_depth: 0, max_pages: 10}\n"
+                          "- id: hr\n  type: sharepoint\n  settings: {site_url: "
+                          "'https://x.sharepoint.com/sites/hr', folder: Policies}\n"})
+    result = run("validate", repo=repo)
+    assert result.code == 0, result.out
+
+
+def test_set_with_a_settings_typo_is_refused(run: Any, repo: Path) -> None:
+    from conftest import tree_state
+
+    before = tree_state(repo)
+    result = run("set", "billing-support", "knowledge[public-pricing].settings.crawl_dept=2",
+                 repo=repo)
+    assert result.code == 4
+    assert ("knowledge[public-pricing].settings.crawl_dept: unknown field "
+            "(did you mean crawl_depth?)") in result.err
+    assert tree_state(repo) == before
+
+
+# -- the JSON Schema: hover text for every field, and the shapes ---------------------------------
+
+
+def _properties(node: Any, where: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every (path, schema) of a property anywhere in a schema, $defs included."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        for name, prop in (node.get("properties") or {}).items():
+            found.append((f"{where}.{name}", prop))
+        for key, value in node.items():
+            if key != "if":  # a condition on a field, not a field
+                found += _properties(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for n, value in enumerate(node):
+            found += _properties(value, f"{where}[{n}]")
+    return found
+
+
+def test_every_field_of_every_schema_has_a_description(run: Any) -> None:
+    schemas = run("schema").json()
+    props = _properties(schemas)
+    assert len(props) > 40
+    missing = [path for path, prop in props
+               if "$ref" not in prop and not prop.get("description")]
+    assert missing == []
+
+
+def test_schema_carries_the_knowledge_settings_and_guardrail_types(run: Any) -> None:
+    knowledge = run("schema", "knowledge.yaml").json()
+    rules = {r["if"]["properties"]["type"]["const"]: r["then"] for r in knowledge["items"]["allOf"]}
+    assert rules["website"] == {"properties": {"settings": {"$ref": "#/$defs/WebsiteSettings"}},
+                                "required": ["settings"]}
+    assert rules["corpus"] == {"properties": {"settings": {"$ref": "#/$defs/CorpusSettings"}}}
+    website = knowledge["$defs"]["WebsiteSettings"]
+    assert website["required"] == ["url"] and website["additionalProperties"] is False
+    assert knowledge["$defs"]["SharePointSettings"]["required"] == ["site_url"]
+    guard = run("schema", "guardrails.yaml").json()["items"]["properties"]["type"]
+    consts = [c.get("const") for c in guard["anyOf"]]
+    assert consts[:2] == ["pii-redaction", "toxicity"]
+    assert guard["anyOf"][-1]["pattern"].startswith("^custom-")
+    assert all(c.get("description") for c in guard["anyOf"])

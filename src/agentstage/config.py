@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -16,11 +17,14 @@ from agentstage.errors import InvalidConfig, NotFound, Problem
 from agentstage.ids import AGENT_ID_RULE, is_agent_id, suggest_agent_id
 from agentstage.model import (
     AGENT_FILES,
+    ENTRY_ID_PATTERN,
+    KNOWLEDGE_SETTINGS,
     NESTED_KEYS,
     SECTION_BY_FILE,
     SECTIONS,
     AgentConfig,
     Section,
+    guardrail_type_problem,
 )
 from agentstage.yamlload import MAX_FILE_BYTES, Document, Pos, parse_yaml
 
@@ -126,6 +130,7 @@ def validate_section(doc: Document, section: Section) -> tuple[Any, list[Problem
                 value.append(section.model.model_validate(entry))
             except ValidationError as exc:
                 problems += _problems(doc, section, exc, (index,))
+        problems += _shape_problems(doc, section, data)
     else:
         if not isinstance(data, dict):
             return None, [Problem(doc.file, doc.line_of(()), "",
@@ -135,6 +140,39 @@ def validate_section(doc: Document, section: Section) -> tuple[Any, list[Problem
         except ValidationError as exc:
             problems += _problems(doc, section, exc, ())
     return (None if problems else value), problems
+
+
+def _shape_problems(doc: Document, section: Section, data: list[Any]) -> list[Problem]:
+    """The free-form parts that have a known shape: a guardrail's type (known, or
+    custom-<name>) and a knowledge source's settings (per its type)."""
+    out: list[Problem] = []
+    for index, entry in enumerate(data):
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        if not (isinstance(kind, str) and re.fullmatch(ENTRY_ID_PATTERN, kind)):
+            continue  # the section's model reports it
+        if section.name == "guardrails":
+            message = guardrail_type_problem(kind)
+            if message is not None:
+                loc: Pos = (index, "type")
+                out.append(Problem(doc.file, doc.line_of(loc), format_path(section, data, loc),
+                                   message))
+            continue
+        shape = KNOWLEDGE_SETTINGS.get(kind) if section.name == "knowledge" else None
+        settings = entry.get("settings", {})
+        if shape is None or not isinstance(settings, dict):
+            continue
+        try:
+            shape.model_validate(settings)
+        except ValidationError as exc:
+            holder = Section("settings", section.file, shape, False, "")
+            for error in exc.errors():
+                inner = tuple(s for s in error["loc"] if isinstance(s, (str, int)))
+                loc = _real_loc(data, (index, "settings", *inner))
+                if "settings" not in entry:  # `url` missing: name it, at the entry's line
+                    loc = (index, "settings", *inner)
+                out.append(Problem(doc.file, doc.line_of(loc), format_path(section, data, loc),
+                                   _message(error, holder, inner)))
+    return out
 
 
 def _kind(value: Any) -> str:

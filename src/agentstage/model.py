@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from agentstage.layout import ENTRY_ID_PATTERN as ENTRY_ID_PATTERN
 from agentstage.layout import NESTED_KEYS as NESTED_KEYS
@@ -16,60 +17,183 @@ FreeForm = dict[str, JsonValue]
 Access = Literal["private", "team", "organization", "public"]
 KnowledgeType = Literal["corpus", "sharepoint", "website"]
 
+# The guardrail types the product knows; a type of one's own is named custom-<name>, so
+# that a typo of a known type (`toxicty`, `pii`) is caught instead of read as a new one.
+GUARDRAIL_TYPES: dict[str, str] = {
+    "pii-redaction": "Masks personal data (names, card numbers, IDs...) in messages and logs.",
+    "toxicity": "Blocks or flags abusive, hateful or harassing content above a threshold.",
+    "topic-restriction": "Keeps the conversation to allowed topics, away from blocked ones.",
+    "jailbreak-detection": "Detects attempts to talk the agent out of its instructions.",
+    "prompt-injection": "Detects instructions smuggled in through documents or tool output.",
+    "self-harm-detection": "Detects self-harm signals and escalates or hands off.",
+}
+CUSTOM_GUARDRAIL_PREFIX = "custom-"
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
+def _url(value: str) -> str:
+    if not value.startswith(("https://", "http://")) or len(value.split("://", 1)[1]) == 0 \
+            or any(c.isspace() for c in value):
+        raise PydanticCustomError("url", "must be an http:// or https:// URL")
+    return value
+
+
+Url = Annotated[str, AfterValidator(_url)]
+
+
 class ModelSettings(Strict):
-    provider: str | None = None
-    name: NonEmpty
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, gt=0)
-    parameters: FreeForm = Field(default_factory=dict)
+    """The model the agent runs on."""
+
+    provider: str | None = Field(default=None, description="Model provider, e.g. openai.")
+    name: NonEmpty = Field(description="Model name, e.g. gpt-4o (required).")
+    temperature: float | None = Field(default=None, ge=0, le=2,
+                                      description="Sampling temperature, 0 to 2.")
+    max_tokens: int | None = Field(default=None, gt=0,
+                                   description="Most tokens in one reply, above 0.")
+    parameters: FreeForm = Field(default_factory=dict,
+                                 description="Free-form provider options, e.g. {top_p: 0.9}.")
 
 
 class Settings(Strict):
     """agent.yaml"""
 
-    name: NonEmpty
-    description: str = ""
-    model: ModelSettings
-    access: Access = "private"
-    tags: list[Tag] = Field(default_factory=list)
+    name: NonEmpty = Field(description="Display name of the agent (required).")
+    description: str = Field(default="", description="What the agent is for.")
+    model: ModelSettings = Field(description="The model the agent runs on (required).")
+    access: Access = Field(default="private",
+                           description="Who may use the agent: private (the default), team, "
+                                       "organization or public.")
+    tags: list[Tag] = Field(default_factory=list,
+                            description="Labels for finding the agent, e.g. [billing, tier-1].")
 
 
 class Instruction(Strict):
-    id: EntryId
-    text: str
+    """One part of the prompt; the list's order is the prompt's order."""
+
+    id: EntryId = Field(description="Names the instruction in field paths: "
+                                    "instructions[ID].text.")
+    text: str = Field(description="The instruction text.")
+
+
+class CorpusSettings(Strict):
+    """settings of a knowledge source of type corpus: a document collection."""
+
+    top_k: int | None = Field(default=None, gt=0,
+                              description="Passages retrieved per question, above 0.")
+    chunk_size: int | None = Field(default=None, gt=0,
+                                   description="Size of an indexed passage, in tokens.")
+    chunk_overlap: int | None = Field(default=None, ge=0,
+                                      description="Tokens two neighbouring passages share.")
+    min_score: float | None = Field(default=None, ge=0, le=1,
+                                    description="Least relevance score kept, 0 to 1.")
+    metadata_filters: FreeForm = Field(default_factory=dict,
+                                       description="Only documents whose metadata match, "
+                                                   "e.g. {status: published}.")
+
+
+class SharePointSettings(Strict):
+    """settings of a knowledge source of type sharepoint: a document library."""
+
+    site_url: Url = Field(description="The SharePoint site, https://... (required).")
+    library: str | None = Field(default=None, description="Document library on the site.")
+    folder: str | None = Field(default=None, description="Folder in the library; default: all.")
+    include_subfolders: bool | None = Field(default=None,
+                                            description="Index the folders below it too.")
+    exclude_folders: list[str] = Field(default_factory=list,
+                                       description="Folders left out, e.g. [Drafts].")
+    top_k: int | None = Field(default=None, gt=0,
+                              description="Passages retrieved per question, above 0.")
+
+
+class WebsiteSettings(Strict):
+    """settings of a knowledge source of type website: pages crawled from a URL."""
+
+    url: Url = Field(description="Where crawling starts, https://... (required).")
+    crawl_depth: int | None = Field(default=None, ge=0,
+                                    description="Links followed from the start page; 0: it "
+                                                "alone.")
+    max_pages: int | None = Field(default=None, gt=0, description="Most pages indexed.")
+    include_patterns: list[str] = Field(default_factory=list,
+                                        description="Only paths matching, e.g. /docs/*.")
+    exclude_patterns: list[str] = Field(default_factory=list,
+                                        description="Paths left out, e.g. /blog/*.")
+    refresh_interval_hours: int | None = Field(default=None, gt=0,
+                                               description="Hours between re-crawls.")
+    top_k: int | None = Field(default=None, gt=0,
+                              description="Passages retrieved per question, above 0.")
+
+
+# What `settings` holds, per knowledge type: checked by the loader, shown in the schema.
+KNOWLEDGE_SETTINGS: dict[str, type[BaseModel]] = {
+    "corpus": CorpusSettings, "sharepoint": SharePointSettings, "website": WebsiteSettings,
+}
 
 
 class KnowledgeSource(Strict):
-    id: EntryId
-    type: KnowledgeType
-    description: str = ""
-    settings: FreeForm = Field(default_factory=dict)
+    """A source the agent retrieves from."""
+
+    id: EntryId = Field(description="Names the source in field paths: knowledge[ID].")
+    type: KnowledgeType = Field(description="corpus, sharepoint or website; settings follow "
+                                            "the type.")
+    description: str = Field(default="", description="What the source holds.")
+    settings: FreeForm = Field(default_factory=dict,
+                               description="Settings of the type: corpus {top_k, chunk_size, "
+                                           "...}, sharepoint {site_url, library, ...}, website "
+                                           "{url, crawl_depth, ...}.")
 
 
 class Action(Strict):
-    id: EntryId
-    enabled: bool = True
-    description: str = ""
-    config: FreeForm = Field(default_factory=dict)
+    """One action of a tool."""
+
+    id: EntryId = Field(description="Names the action in field paths: "
+                                    "tools[ID].actions[ID].")
+    enabled: bool = Field(default=True, description="Whether the agent may use the action.")
+    description: str = Field(default="", description="What the action does.")
+    config: FreeForm = Field(default_factory=dict,
+                             description="Free-form options of the action, e.g. "
+                                         "{max_results: 5}.")
 
 
 class Tool(Strict):
-    id: EntryId
-    enabled: bool = True
-    description: str = ""
-    config: FreeForm = Field(default_factory=dict)
-    actions: list[Action] = Field(default_factory=list)
+    """A tool the agent may call, with its actions."""
+
+    id: EntryId = Field(description="Names the tool in field paths: tools[ID].")
+    enabled: bool = Field(default=True, description="Whether the agent may use the tool.")
+    description: str = Field(default="", description="What the tool does.")
+    config: FreeForm = Field(default_factory=dict,
+                             description="Free-form options of the tool.")
+    actions: list[Action] = Field(default_factory=list,
+                                  description="The tool's actions, ids unique.")
 
 
 class Guardrail(Strict):
-    type: EntryId
-    enabled: bool = True
-    config: FreeForm = Field(default_factory=dict)
+    """A safety check on the agent's conversations; one per type."""
+
+    type: EntryId = Field(description="A known guardrail type (" + ", ".join(GUARDRAIL_TYPES)
+                                      + f"), or {CUSTOM_GUARDRAIL_PREFIX}<name> for one of your "
+                                      "own; names it in field paths: guardrails[TYPE].")
+    enabled: bool = Field(default=True, description="Whether the guardrail runs.")
+    config: FreeForm = Field(default_factory=dict,
+                             description="Free-form options, e.g. {threshold: 0.7, "
+                                         "action: block}.")
+
+
+def guardrail_type_problem(value: str) -> str | None:
+    """What is wrong with a guardrail type, or None: known types and custom-<name> pass."""
+    if value in GUARDRAIL_TYPES or (value.startswith(CUSTOM_GUARDRAIL_PREFIX)
+                                    and len(value) > len(CUSTOM_GUARDRAIL_PREFIX)):
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(value.lower(), list(GUARDRAIL_TYPES), n=1) or [
+        t for t in GUARDRAIL_TYPES if len(value) > 1 and t.startswith(value.lower())][:1]
+    if close:
+        return f"unknown guardrail type {value!r} (did you mean {close[0]}?)"
+    return (f"unknown guardrail type {value!r}: expected one of {', '.join(GUARDRAIL_TYPES)}, "
+            f"or {CUSTOM_GUARDRAIL_PREFIX}<name> for a type of your own")
 
 
 class Section:
@@ -117,10 +241,15 @@ class AgentConfig(BaseModel):
 
 
 def json_schema() -> dict[str, Any]:
-    """A JSON Schema per agent file, for editors' YAML language servers."""
+    """A JSON Schema per agent file, for editors' YAML language servers: every field with
+    a description (hover text), guardrail types and knowledge settings with their shapes."""
     schemas: dict[str, Any] = {}
     for section in SECTIONS:
         schema = section.model.model_json_schema()
+        if section.name == "knowledge":
+            _knowledge_settings_schema(schema)
+        elif section.name == "guardrails":
+            _guardrail_type_schema(schema["properties"]["type"])
         if section.is_list:
             defs = schema.pop("$defs", {})
             schema = {"type": "array", "items": schema}
@@ -130,3 +259,30 @@ def json_schema() -> dict[str, Any]:
         schema["title"] = section.file
         schemas[section.file] = schema
     return schemas
+
+
+def _knowledge_settings_schema(schema: dict[str, Any]) -> None:
+    """`settings` follows `type`: one if/then per type, its settings model in $defs."""
+    defs = schema.setdefault("$defs", {})
+    rules = []
+    for kind, model in KNOWLEDGE_SETTINGS.items():
+        shape = model.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(shape.pop("$defs", {}))
+        defs[model.__name__] = shape
+        then: dict[str, Any] = {"properties": {"settings": {"$ref": f"#/$defs/{model.__name__}"}}}
+        if shape.get("required"):
+            then["required"] = ["settings"]
+        rules.append({"if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
+                      "then": then})
+    schema["allOf"] = rules
+
+
+def _guardrail_type_schema(prop: dict[str, Any]) -> None:
+    """A known type (each with its own hover text), or custom-<name>."""
+    prop.pop("pattern", None)
+    prop.pop("type", None)
+    prop["anyOf"] = [{"const": name, "description": text}
+                     for name, text in GUARDRAIL_TYPES.items()]
+    prop["anyOf"].append({"type": "string",
+                          "pattern": f"^{CUSTOM_GUARDRAIL_PREFIX}[A-Za-z0-9_.:-]{{1,120}}$",
+                          "description": "A guardrail type of your own."})
