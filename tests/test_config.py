@@ -336,7 +336,7 @@ def test_bad_input_is_reported(files: dict[str, str | bytes], expected: list[str
 
 UNKNOWN_G = ("unknown guardrail type 'g': expected one of pii-redaction, toxicity, "
              "topic-restriction, jailbreak-detection, prompt-injection, self-harm-detection, or "
-             "custom-<name> for a type of your own")
+             "custom-<name> (or x-<name>) for a type of your own")
 
 
 def test_every_problem_of_every_file_is_reported_sorted() -> None:

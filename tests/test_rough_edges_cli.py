@@ -308,10 +308,10 @@ SHAPES: list[tuple[str, str, str, list[str]]] = [
       "(did you mean jailbreak-detection?)"]),
     ("guardrail-unknown", "guardrails.yaml", "- type: profanity\n",
      [f"{G}:1: guardrails[profanity].type: unknown guardrail type 'profanity': expected one "
-      f"of {KNOWN}, or custom-<name> for a type of your own"]),
+      f"of {KNOWN}, or custom-<name> (or x-<name>) for a type of your own"]),
     ("guardrail-custom-empty", "guardrails.yaml", "- type: custom-\n",
      [f"{G}:1: guardrails[custom-].type: unknown guardrail type 'custom-': expected one "
-      f"of {KNOWN}, or custom-<name> for a type of your own"]),
+      f"of {KNOWN}, or custom-<name> (or x-<name>) for a type of your own"]),
     ("corpus-typo", "knowledge.yaml", "- id: faq\n  type: corpus\n  settings:\n    top_kk: 5\n",
      [f"{K}:4: knowledge[faq].settings.top_kk: unknown field (did you mean top_k?)"]),
     ("corpus-range", "knowledge.yaml", "- id: faq\n  type: corpus\n  settings: {top_k: 0}\n",
@@ -360,7 +360,7 @@ def test_known_shapes_and_custom_guardrails_are_valid(run: Any, repo: Path) -> N
     write_agent(repo, "bot", {
         "agent.yaml": AGENT,
         "guardrails.yaml": "- type: custom-profanity-filter\n  config: {words: [darn]}\n"
-                           "- type: prompt-injection\n",
+                           "- type: x-legal-review\n- type: prompt-injection\n",
         "knowledge.yaml": "- id: faq\n  type: corpus\n  settings: {min_score: 0, "
                           "chunk_overlap: 0}\n"
                           "- id: site\n  type: website\n  settings: {url: 'http://x.example', "
@@ -422,5 +422,5 @@ def test_schema_carries_the_knowledge_settings_and_guardrail_types(run: Any) -> 
     guard = run("schema", "guardrails.yaml").json()["items"]["properties"]["type"]
     consts = [c.get("const") for c in guard["anyOf"]]
     assert consts[:2] == ["pii-redaction", "toxicity"]
-    assert guard["anyOf"][-1]["pattern"].startswith("^custom-")
+    assert guard["anyOf"][-1]["pattern"] == "^(custom|x)-[A-Za-z0-9_.:-]{1,120}$"
     assert all(c.get("description") for c in guard["anyOf"])

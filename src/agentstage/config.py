@@ -144,7 +144,7 @@ def validate_section(doc: Document, section: Section) -> tuple[Any, list[Problem
 
 def _shape_problems(doc: Document, section: Section, data: list[Any]) -> list[Problem]:
     """The free-form parts that have a known shape: a guardrail's type (known, or
-    custom-<name>) and a knowledge source's settings (per its type)."""
+    custom-<name> or x-<name>) and a knowledge source's settings (per its type)."""
     out: list[Problem] = []
     for index, entry in enumerate(data):
         kind = entry.get("type") if isinstance(entry, dict) else None

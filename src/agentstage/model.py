@@ -17,7 +17,8 @@ FreeForm = dict[str, JsonValue]
 Access = Literal["private", "team", "organization", "public"]
 KnowledgeType = Literal["corpus", "sharepoint", "website"]
 
-# The guardrail types the product knows; a type of one's own is named custom-<name>, so
+# The guardrail types the product knows; a type of one's own is named custom-<name> (or
+# x-<name>, the usual mark of an extension), so
 # that a typo of a known type (`toxicty`, `pii`) is caught instead of read as a new one.
 GUARDRAIL_TYPES: dict[str, str] = {
     "pii-redaction": "Masks personal data (names, card numbers, IDs...) in messages and logs.",
@@ -27,7 +28,7 @@ GUARDRAIL_TYPES: dict[str, str] = {
     "prompt-injection": "Detects instructions smuggled in through documents or tool output.",
     "self-harm-detection": "Detects self-harm signals and escalates or hands off.",
 }
-CUSTOM_GUARDRAIL_PREFIX = "custom-"
+CUSTOM_GUARDRAIL_PREFIXES = ("custom-", "x-")
 
 
 class Strict(BaseModel):
@@ -173,7 +174,7 @@ class Guardrail(Strict):
     """A safety check on the agent's conversations; one per type."""
 
     type: EntryId = Field(description="A known guardrail type (" + ", ".join(GUARDRAIL_TYPES)
-                                      + f"), or {CUSTOM_GUARDRAIL_PREFIX}<name> for one of your "
+                                      + "), or custom-<name> (or x-<name>) for one of your "
                                       "own; names it in field paths: guardrails[TYPE].")
     enabled: bool = Field(default=True, description="Whether the guardrail runs.")
     config: FreeForm = Field(default_factory=dict,
@@ -182,9 +183,10 @@ class Guardrail(Strict):
 
 
 def guardrail_type_problem(value: str) -> str | None:
-    """What is wrong with a guardrail type, or None: known types and custom-<name> pass."""
-    if value in GUARDRAIL_TYPES or (value.startswith(CUSTOM_GUARDRAIL_PREFIX)
-                                    and len(value) > len(CUSTOM_GUARDRAIL_PREFIX)):
+    """What is wrong with a guardrail type, or None: known types and custom-<name> (or
+    x-<name>) pass."""
+    if value in GUARDRAIL_TYPES or any(value.startswith(p) and len(value) > len(p)
+                                       for p in CUSTOM_GUARDRAIL_PREFIXES):
         return None
     import difflib
 
@@ -193,7 +195,7 @@ def guardrail_type_problem(value: str) -> str | None:
     if close:
         return f"unknown guardrail type {value!r} (did you mean {close[0]}?)"
     return (f"unknown guardrail type {value!r}: expected one of {', '.join(GUARDRAIL_TYPES)}, "
-            f"or {CUSTOM_GUARDRAIL_PREFIX}<name> for a type of your own")
+            "or custom-<name> (or x-<name>) for a type of your own")
 
 
 class Section:
@@ -278,11 +280,11 @@ def _knowledge_settings_schema(schema: dict[str, Any]) -> None:
 
 
 def _guardrail_type_schema(prop: dict[str, Any]) -> None:
-    """A known type (each with its own hover text), or custom-<name>."""
+    """A known type (each with its own hover text), or custom-<name> (or x-<name>)."""
     prop.pop("pattern", None)
     prop.pop("type", None)
     prop["anyOf"] = [{"const": name, "description": text}
                      for name, text in GUARDRAIL_TYPES.items()]
     prop["anyOf"].append({"type": "string",
-                          "pattern": f"^{CUSTOM_GUARDRAIL_PREFIX}[A-Za-z0-9_.:-]{{1,120}}$",
+                          "pattern": "^(custom|x)-[A-Za-z0-9_.:-]{1,120}$",
                           "description": "A guardrail type of your own."})
