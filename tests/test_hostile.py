@@ -25,7 +25,7 @@ from agentstage.errors import InvalidConfig, UsageError
 from agentstage.fieldpath import ENTRY_ID_RE, LIST_SECTIONS, Entry, Key, parse_path, render_path
 from agentstage.ids import AGENT_ID_RULE
 from agentstage.model import AgentConfig
-from agentstage.semdiff import MISSING, diff_configs, value_at
+from agentstage.semdiff import MISSING, diff_configs, is_order_change, value_at
 from agentstage.yamlload import MAX_FILE_BYTES, MAX_VALUES, Document, parse_yaml
 from conftest import AUTHOR, commit_all, git, tree_state, write_agent
 
@@ -109,6 +109,9 @@ def test_every_change_path_names_both_sides_values(a: dict[str, Any], b: dict[st
             assert old is MISSING and new == change.staging, change
         elif change.change == "removed":
             assert old == change.production and new is MISSING, change
+        elif is_order_change(change):  # instructions reordered: the ids in order
+            assert ([e["id"] for e in old], [e["id"] for e in new]) == (
+                change.production, change.staging), change
         else:
             assert (old, new) == (change.production, change.staging), change
 
