@@ -329,11 +329,13 @@ def set_cmd(obj: Context, agent: str, assignments: tuple[str, ...], message: str
     """Edit fields on staging without a checkout: one commit, comments and layout kept.
 
     VALUE is YAML 1.2: 0.3 is a number, '0.3' a string, [a, b] a list, false a
-    boolean; @FILE reads text from a file. Paths name list entries by id.
+    boolean; @FILE reads text from a file. Text with ': ' or ' #' in it needs YAML
+    quotes inside the shell's. Paths name list entries by id, never by position.
 
     \b
     Examples:
       agentstage set support-bot model.temperature=0.4 -m "Warmer"
+      agentstage set support-bot "name='Support: billing'"
       agentstage set support-bot 'tools[web-search].enabled=false'
       agentstage set support-bot 'instructions[persona].text=@persona.txt'
       agentstage set support-bot 'guardrails[toxicity]={enabled: true, config: {threshold: 0.8}}'
