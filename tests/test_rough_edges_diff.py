@@ -110,6 +110,16 @@ def test_render_cuts_to_the_width_given_and_never_without_one() -> None:
     assert "y" * 200 not in render.preview_text(preview, False, width=100)
 
 
+def test_a_short_old_value_leaves_the_line_to_the_new_one() -> None:
+    added = {"section": "settings", "path": "description", "change": "added",
+             "production": None, "staging": "z" * 200}
+    diff = {"agent": "a", "has_changes": True, "production": {"commit": "a" * 40, "version": 1},
+            "staging": {"commit": "b" * 40}, "changes": [added]}
+    line = render.diff_text(diff, False, width=80).splitlines()[-1]
+    assert line == "  + description  (none) → " + "z" * 53 + "…"
+    assert len(line) == 80
+
+
 def test_revert_preview_full_prints_values_whole(run: Any, repo: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     as_terminal(monkeypatch)

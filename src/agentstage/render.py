@@ -168,7 +168,9 @@ def _change_lines(changes: Sequence[Mapping[str, Any]], color: bool, indent: str
     paths = [str(c.get("path")) for c in changes]
     path_width = max((len(p) for p in paths if len(p) <= PATH_COLUMN), default=0)
     value_width = _value_width(width, path_width, indent)
-    rows = [(p, *_cells(c, value_width)) for p, c in zip(paths, changes, strict=True)]
+    # production is cut to its share of the line; staging to what production leaves
+    rows = [(p, _cells(c, value_width)[0], _cells(c, None)[1])
+            for p, c in zip(paths, changes, strict=True)]
     # Column widths fit the values under the caps; a longer one overflows its line only.
     prod_width = max((len(r[1]) for r in rows if len(r[1]) <= PRODUCTION_COLUMN), default=0)
     cells = {id(c): r for c, r in zip(changes, rows, strict=True)}
@@ -179,10 +181,12 @@ def _change_lines(changes: Sequence[Mapping[str, Any]], color: bool, indent: str
             path, production, staging = cells[id(change)]
             kind = str(change.get("change"))
             style = KIND_STYLE.get(kind, "yellow")
-            head = _paint(f"{MARKERS.get(kind, '?')} {_clean(path)}".ljust(path_width + 2),
-                          style, color)
-            lines.append(f"{indent}  {head}  {production.ljust(prod_width)} {ARROW} {staging}"
-                         .rstrip())
+            head = f"{MARKERS.get(kind, '?')} {_clean(path)}".ljust(path_width + 2)
+            before = f"{indent}  {head}  {production.ljust(prod_width)} {ARROW} "
+            if width is not None:
+                staging = _cut(staging, max(MIN_VALUE_WIDTH, width - len(before)))
+            before = before.replace(head, _paint(head, style, color), 1)
+            lines.append(f"{before}{staging}".rstrip())
             for line in change.get("text_diff") or ():
                 lines.append(f"{indent}      {_diff_line(str(line), color)}")
     return lines
