@@ -137,7 +137,7 @@ def test_revert_preview_full_prints_values_whole(run: Any, repo: Path,
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [
-    ("one\ntwo\n", "one\ntwo", ["@@ -1,2 +1,2 @@"] and [FINAL_NEWLINE_REMOVED]),
+    ("one\ntwo\n", "one\ntwo", [FINAL_NEWLINE_REMOVED]),
     ("one\ntwo", "one\ntwo\n", [FINAL_NEWLINE_ADDED]),
     ("one\ntwo", "one\nthree\n", ["@@ -1,2 +1,2 @@", " one", "-two", "+three",
                                   FINAL_NEWLINE_ADDED]),
