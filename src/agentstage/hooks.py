@@ -247,6 +247,13 @@ class _Rules:
         return self.latest[agent]
 
     def check(self, u: RefUpdate) -> Refusal | None:
+        try:
+            return self._check(u)
+        except InvalidConfig as exc:  # a tree or tag that cannot be read strictly
+            return Refusal(u.ref, "refused: what it points at cannot be read as agentstage "
+                           "reads it", [str(p) for p in exc.problems])
+
+    def _check(self, u: RefUpdate) -> Refusal | None:
         if u.ref == STAGING:
             reason, details = self.staging(u)
         elif u.ref.startswith(PRODUCTION_PREFIX):

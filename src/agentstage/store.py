@@ -63,9 +63,26 @@ class TagInfo(NamedTuple):
     message: str
 
 
+class TreeEntry(NamedTuple):
+    name: str
+    kind: str  # "tree", "file", "symbolic link" or "submodule"
+    oid: str
+
+
+_MODES = {b"40000": "tree", b"100644": "file", b"100755": "file", b"120000": "symbolic link",
+          b"160000": "submodule"}
+
+
+def _bad_tree(where: str, problem: str) -> InvalidConfig:
+    return InvalidConfig([Problem(where or "(the root tree)", None, "", problem)],
+                         hint="this tree was not written by git; fix the commit that made it "
+                              "(git fsck names such objects)")
+
+
 class Store:
     def __init__(self, repo: pygit2.Repository) -> None:
         self._repo = repo
+        self._trees: dict[str, dict[str, TreeEntry]] = {}
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -208,13 +225,71 @@ class Store:
         assert isinstance(blob, pygit2.Blob)
         return bytes(blob.data)
 
-    def _subtree(self, commit: str, path: str) -> pygit2.Tree | None:
-        tree = self._commit(commit).tree
+    def _entries(self, oid: str, where: str) -> dict[str, TreeEntry]:
+        """The entries of tree *oid*, read strictly from its raw bytes (libgit2's lookup
+        binary-searches and so trusts the order): sorted as git sorts, unique, UTF-8 names
+        without `/`, known modes. A tree that breaks a rule is an InvalidConfig naming
+        *where*; a tree read once is not read again (objects never change)."""
+        cached = self._trees.get(oid)
+        if cached is not None:
+            return cached
         try:
-            entry = tree[path]
-        except KeyError:
-            return None
-        obj = self._repo[entry.id]
+            kind, data = self._repo.odb.read(oid)[:2]
+        except (KeyError, ValueError, pygit2.GitError):
+            raise InvalidConfig([Problem(where, None, "", f"tree {oid[:12]} is missing from "
+                                         "the repository")]) from None
+        if kind != pygit2.enums.ObjectType.TREE:
+            raise InvalidConfig([Problem(where, None, "", f"object {oid[:12]} is not a tree")])
+        entries: dict[str, TreeEntry] = {}
+        size, pos, previous = 20, 0, b""  # SHA-1 ids
+        while pos < len(data):
+            space = data.find(b" ", pos)
+            nul = data.find(b"\0", space + 1)
+            if space < 0 or nul < 0 or nul + 1 + size > len(data):
+                raise _bad_tree(where, "its bytes are cut short")
+            mode, raw_name = data[pos:space], data[space + 1:nul]
+            oid_hex = data[nul + 1:nul + 1 + size].hex()
+            pos = nul + 1 + size
+            kind_name = _MODES.get(mode)
+            try:
+                name = raw_name.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _bad_tree(where, f"an entry's name {raw_name!r} is not UTF-8") from None
+            shown = f"{where}/{name}" if where else name
+            if kind_name is None:
+                raise _bad_tree(shown, f"unknown git file mode {mode.decode(errors='replace')}")
+            if not raw_name or raw_name in (b".", b"..") or b"/" in raw_name:
+                raise _bad_tree(where, f"an entry is named {name!r}, which git never writes")
+            key = raw_name + (b"/" if kind_name == "tree" else b"")
+            if name in entries:
+                raise _bad_tree(shown, "appears twice in its tree (a tool read one, git "
+                                "the other)")
+            if key <= previous:
+                raise _bad_tree(shown, "is out of git's order in its tree")
+            previous = key
+            entries[name] = TreeEntry(name, kind_name, oid_hex)
+        self._trees[oid] = entries
+        return entries
+
+    def _subtree(self, commit: str, path: str) -> pygit2.Tree | None:
+        """The tree at *path* of *commit*, None when there is nothing at *path*. Every tree
+        on the way is read strictly; anything but a real directory at *path* (a file, a
+        symbolic link, a submodule) is an InvalidConfig naming it."""
+        oid = str(self._commit(commit).tree_id)
+        walked = ""
+        for part in path.split("/"):
+            entry = self._entries(oid, walked).get(part)
+            walked = f"{walked}/{part}" if walked else part
+            if entry is None:
+                return None
+            if entry.kind != "tree":
+                raise InvalidConfig([Problem(walked, None, "", f"is a {entry.kind}, not a "
+                                             "directory")],
+                                    hint=f"make {walked} a directory of files (git rm it and "
+                                         "add the files)")
+            oid = entry.oid
+        self._entries(oid, walked)
+        obj = self._repo[oid]
         return obj if isinstance(obj, pygit2.Tree) else None
 
     def agent_tree(self, commit: str | None, agent: str) -> str | None:
@@ -233,31 +308,37 @@ class Store:
             return None
         files: dict[str, bytes] = {}
         problems = []
-        for entry in tree:
-            if entry.filemode not in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
-                kind = {FileMode.TREE: "subdirectories",
-                        FileMode.LINK: "symbolic links"}.get(entry.filemode, "submodules")
+        for entry in self._entries(str(tree.id), agent_dir(agent)).values():
+            if entry.kind != "file":
+                kind = {"tree": "subdirectories", "symbolic link": "symbolic links"}.get(
+                    entry.kind, "submodules")
                 problems.append(Problem(f"{agent_dir(agent)}/{entry.name}", None, "",
                                         f"{kind} are not allowed in an agent"))
                 continue
-            files[str(entry.name)] = self._blob(entry.id)
+            files[entry.name] = self._blob(entry.oid)
         if problems:
             raise InvalidConfig(problems)
         return files
 
     def list_agents(self, commit: str | None) -> list[str]:
+        """The directories under `agents/` at *commit*, and the links and submodules there
+        (which every command then refuses by name)."""
         if commit is None:
             return []
         tree = self._subtree(commit, AGENTS_DIR)
         if tree is None:
             return []
-        return [str(e.name) for e in tree if e.filemode == FileMode.TREE]
+        return [e.name for e in self._entries(str(tree.id), AGENTS_DIR).values()
+                if e.kind != "file"]
 
     def changed_agents(self, old: str | None, new: str | None) -> list[str]:
         """Agents whose directory differs between two commits (one level of tree compare)."""
         def entries(commit: str | None) -> dict[str, str]:
             tree = self._subtree(commit, AGENTS_DIR) if commit else None
-            return {str(e.name): str(e.id) for e in tree} if tree is not None else {}
+            if tree is None:
+                return {}
+            return {e.name: e.oid for e in self._entries(str(tree.id), AGENTS_DIR).values()
+                    if e.kind != "file"}
         a, b = entries(old), entries(new)
         return sorted(n for n in a.keys() | b.keys() if a.get(n) != b.get(n))
 
