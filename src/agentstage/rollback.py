@@ -92,10 +92,11 @@ def conflict_error(agent: str, tag: str, conflicts: list[dict[str, Any]]) -> Con
              f"{'s' if len(conflicts) != 1 else ''} since that publish"
              f" (nothing was applied):"]
     for clash in conflicts:
+        path = _printable(str(clash["path"]))
         if "staging" not in clash:
-            lines.append(f"  {clash['path']}")
+            lines.append(f"  {path}")
             continue
-        lines.append(f"  {clash['path']}: v{version} set {_shown(clash, 'published')}, "
+        lines.append(f"  {path}: v{version} set {_shown(clash, 'published')}, "
                      f"staging now has {_shown(clash, 'staging')}")
     if version > 1:
         hint = (f"edit these fields by hand (agentstage set {agent} PATH=VALUE) and revert "
@@ -115,9 +116,13 @@ def _shown(clash: dict[str, Any], key: str) -> str:
 
     if clash.get(f"{key}_absent"):
         return "nothing (no such field)"
-    text = json.dumps(clash.get(key), ensure_ascii=False)
-    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    text = _printable(json.dumps(clash.get(key), ensure_ascii=False))
     return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _printable(text: str) -> str:
+    """*text* from the repository, safe on a terminal: what is not printable, escaped."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _undo(change: Change, current: dict[str, Any]) -> tuple[Edit | None, bool]:
