@@ -491,8 +491,13 @@ def publish(obj: Context, agent: str, reason: str | None, dry_run: bool, remote:
 
     production/AGENT fast-forwards to staging and an annotated tag AGENT/vN
     records who, when, why and what changed. Refused when staging is identical
-    to production (exit 3), invalid (4), or production is not an ancestor of
-    staging (5).
+    to production or differs only in comments (exit 3), invalid (4), or
+    production is not an ancestor of staging (5).
+
+    In a clone whose staging tracks a remote, the remote is fetched first; a
+    staging that is behind it or has diverged is refused (5, with the git pull to
+    run), and the publish is pushed there in one atomic push (production, tag,
+    and staging when it is ahead). --no-push keeps it local, and says so.
 
     \b
     Examples:
