@@ -376,8 +376,6 @@ def test_a_reordered_list_keeps_each_entry_with_the_comment_above_it(repo: Path)
     assert [e["id"] for e in parse_yaml(out["instructions.yaml"], "x").data] == order
 
 
-@pytest.mark.xfail(strict=True, reason="rollback._undo does not yet undo an order change: it "
-                   "needs semdiff.is_order_change/undo_order (see the report of issue 8)")
 def test_revert_of_a_reorder_puts_the_old_order_back(run: Any, repo: Path) -> None:
     assert run("publish", AGENT, "-m", "first", repo=repo).code == 0
     path = repo / DIR / "instructions.yaml"

@@ -19,7 +19,15 @@ from agentstage.errors import Conflict, NotFound, NothingToPublish
 from agentstage.fieldpath import parse_path
 from agentstage.model import AgentConfig
 from agentstage.publishing import RESTORE_TRAILER, REVERT_TRAILER, parse_record
-from agentstage.semdiff import MISSING, Change, diff_configs, same, value_at
+from agentstage.semdiff import (
+    MISSING,
+    Change,
+    diff_configs,
+    is_order_change,
+    same,
+    undo_order,
+    value_at,
+)
 from agentstage.store import Store, TagInfo
 
 
@@ -127,6 +135,9 @@ def _printable(text: str) -> str:
 
 def _undo(change: Change, current: dict[str, Any]) -> tuple[Edit | None, bool]:
     """The edit that undoes *change* on *current*: (edit or None when already undone, clash)."""
+    if is_order_change(change):  # the instructions' order: put the old order back
+        entries, clash = undo_order(change, current)
+        return (None if entries is None else Edit(parse_path(change.path), entries)), clash
     now = value_at(current, change.path)
     path = parse_path(change.path)
     if change.change == "added":
