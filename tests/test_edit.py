@@ -600,3 +600,14 @@ def test_edit_sequences_fail_only_with_user_errors(billing: dict[str, bytes],
         return
     for name, data in after.items():
         parse_yaml(data, name)
+
+
+@pytest.mark.parametrize("number", ["1.615366770918863e-123", "1e-5", "2.5E+300", "0.10",
+                                    "5e-324", "1.7976931348623157e308"])
+def test_an_untouched_float_is_written_back_as_it_was(number: str) -> None:
+    """ruamel re-formats floats from their value and lost a digit of 1.615366770918863e-123,
+    which made an unrelated `set` an internal error (the mutation audit of issue 10)."""
+    text = f"name: Bot\nmodel:\n  name: gpt-4o\n  parameters: {{a: {number}}}\n"
+    out = apply_edits({"agent.yaml": text.encode()}, [parse_assignment("tags=[x]")])
+    assert f"parameters: {{a: {number}}}" in out["agent.yaml"].decode()
+    assert parse_yaml(out["agent.yaml"], "x").data["tags"] == ["x"]

@@ -8,6 +8,7 @@ bytes must read back as the plain result, else it is a bug, reported as one.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -760,10 +761,39 @@ def _restyled(old: Any, value: Any) -> Any:
 _DEFAULT_INDENT = (2, 2, 4)  # mapping indent, dash offset, item indent: the sample repo's style
 
 
+@functools.cache
+def _exact_floats() -> tuple[type, type]:
+    """A constructor and representer that write an untouched float back as it was written:
+    ruamel's round trip re-formats floats from their value and can lose a digit
+    (1.615366770918863e-123 came back as ...862e-123)."""
+    from ruamel.yaml.constructor import RoundTripConstructor
+    from ruamel.yaml.representer import RoundTripRepresenter
+    from ruamel.yaml.scalarfloat import ScalarFloat
+
+    class Constructor(RoundTripConstructor):  # type: ignore[misc]
+        def construct_yaml_float(self, node: Any) -> Any:
+            value = super().construct_yaml_float(node)
+            if isinstance(value, ScalarFloat):
+                value.agentstage_text = node.value
+            return value
+
+    class Representer(RoundTripRepresenter):  # type: ignore[misc]
+        def represent_scalar_float(self, data: Any) -> Any:
+            text = getattr(data, "agentstage_text", None)
+            if isinstance(text, str):
+                return self.represent_scalar("tag:yaml.org,2002:float", text)
+            return super().represent_scalar_float(data)
+
+    Constructor.add_constructor("tag:yaml.org,2002:float", Constructor.construct_yaml_float)
+    Representer.add_representer(ScalarFloat, Representer.represent_scalar_float)
+    return Constructor, Representer
+
+
 def _load_rt(raw: bytes | None) -> tuple[Any, Any]:
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="rt")
+    yaml.Constructor, yaml.Representer = _exact_floats()
     yaml.preserve_quotes = True
     yaml.width = 4096
     if raw is None:
