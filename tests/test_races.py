@@ -96,10 +96,15 @@ def check_invariants(repo: Path, outcomes: list[Outcome]) -> dict[str, int]:
         assert versions == list(range(1, len(versions) + 1)), versions
         assert published == versions, (published, versions)
         previous = None
+        previous_tree = None
         for v in versions:
             body = git(repo, "cat-file", "-p", f"{agent}/v{v}")
             assert "agentstage-publish-record: 1" in body
             commit = git(repo, "rev-parse", f"{agent}/v{v}^{{commit}}")
+            # exactly one publish per staging state: each version changes the agent
+            tree = git(repo, "rev-parse", f"{commit}:agents/{agent}")
+            assert tree != previous_tree, f"{agent}/v{v} publishes nothing new"
+            previous_tree = tree
             for o in outcomes:
                 if o.code == 0 and o.args[:2] == ("publish", agent) and \
                         json.loads(o.out)["version"] == v:
@@ -118,19 +123,50 @@ def check_invariants(repo: Path, outcomes: list[Outcome]) -> dict[str, int]:
                           capture_output=True, text=True)
     assert fsck.returncode == 0 and not fsck.stdout.strip(), fsck.stdout + fsck.stderr
     counts["sets"] = sum(o.code == 0 and o.args[0] == "set" for o in outcomes)
+    counts["conflicts"] = sum(o.code == 5 for o in outcomes)
+    counts["nothing"] = sum(o.code == 3 for o in outcomes)
     return counts
 
 
 def test_sixteen_processes_on_a_bare_repository(bare: Path) -> None:
     outcomes = race(bare, ROUNDS, seed=1)
     counts = check_invariants(bare, outcomes)
-    assert sum(counts.values()) > 0  # something won every kind of race at least once
     assert counts["sets"] > 0 and counts[AGENTS[0]] + counts[AGENTS[1]] > 0
+    # the races really happened: some processes lost (a moved ref, or nothing left)
+    assert counts["conflicts"] + counts["nothing"] > 0, counts
 
 
 def test_sixteen_processes_on_a_checkout(repo: Path) -> None:
     outcomes = race(repo, ROUNDS, seed=2)
     counts = check_invariants(repo, outcomes)
     assert counts["sets"] > 0
+    assert counts["conflicts"] + counts["nothing"] > 0, counts
     # the checkout follows staging: what is on disk and in the index is what staging holds
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_refs_are_locked_then_checked(bare: Path, tmp_path: Path) -> None:
+    """A writer that moves staging while an agentstage command holds it (between locking and
+    checking) must fail; were the check made before the lock, both would succeed and the
+    other writer's commit would be lost."""
+    import time
+
+    release = tmp_path / "release"
+    other = git(bare, "commit-tree", "staging^{tree}", "-p", "staging", "-m", "someone else")
+    before = git(bare, "rev-parse", "staging")
+    env = {**os.environ, "AGENTSTAGE_PAUSE_AT": "refs:locked",
+           "AGENTSTAGE_PAUSE_FILE": str(release)}
+    proc = subprocess.Popen([sys.executable, "-m", "agentstage", "-C", str(bare), "set",
+                             AGENTS[0], "model.temperature=0.5"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not Path(f"{release}.reached").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    moved = subprocess.run(["git", "-C", str(bare), "update-ref", "refs/heads/staging", other,
+                            before], capture_output=True, text=True)
+    release.touch()
+    _out, err = proc.communicate(timeout=60)
+    assert moved.returncode != 0 and "lock" in moved.stderr  # held: the other writer waits
+    assert proc.returncode == 0, err
+    assert git(bare, "rev-parse", "staging^") == before

@@ -28,7 +28,7 @@ from agentstage.errors import (
     UsageError,
     warn,
 )
-from agentstage.faults import crash_point
+from agentstage.faults import crash_point, pause_point
 
 STAGING = "refs/heads/staging"
 PRODUCTION_PREFIX = "refs/heads/production/"
@@ -431,6 +431,7 @@ class Store:
             with self._repo.transaction() as txn:
                 for name in sorted(checks):
                     txn.lock_ref(name)
+                pause_point("refs:locked")
                 for name, old in checks.items():
                     current = self.ref(name)
                     if current != old:
