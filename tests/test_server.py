@@ -136,12 +136,21 @@ def test_invalid_staging_push_is_refused_and_its_objects_quarantined(
 
 
 def test_only_the_agents_a_push_changes_are_checked(run: Any, clone: Path, server: Path) -> None:
+    """An agent already invalid on the server (put there around the hook) does not block a
+    push that changes another agent; a push that touches it is checked."""
     other = clone / "agents" / "hr-helpdesk" / "agent.yaml"
-    other.write_text(other.read_text() + "# comment\n")
-    commit_all(clone)
-    assert push(clone, "staging").returncode == 0
-    other_refs = push(clone, "HEAD:refs/heads/feature")  # not staging: the host's rules only
-    assert other_refs.returncode == 0, other_refs.stderr
+    other.write_text(other.read_text().replace("  temperature:", "  temprature:", 1))
+    commit_all(clone, "break hr-helpdesk")
+    hook = server / "hooks" / "pre-receive"
+    hook.rename(hook.with_suffix(".off"))
+    assert push(clone, "staging").returncode == 0  # around the hook
+    hook.with_suffix(".off").rename(hook)
+    edit(clone, "temperature: 0.2", "temperature: 0.3")  # billing-support only
+    done = push(clone, "staging")
+    assert done.returncode == 0, done.stderr
+    other.write_text(other.read_text() + "# still broken\n")
+    commit_all(clone, "touch hr-helpdesk")
+    refused(push(clone, "staging"), "agents/hr-helpdesk/agent.yaml", "temprature")
 
 
 def test_other_refs_are_allowed_even_when_invalid(clone: Path, server: Path) -> None:
