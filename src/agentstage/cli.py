@@ -262,14 +262,18 @@ def show(obj: Context, agent: str, env: str | None, fmt: str) -> None:
         _check_env(env)
     if env is None and obj.store.workdir is not None:
         from agentstage.config import agent_dir, load_agent, read_agent_dir
+        from agentstage.worktree import AGENT_LINK, opened_dir
 
-        directory = obj.store.workdir / agent_dir(agent)
-        if not directory.is_dir():
-            from agentstage.errors import NotFound
+        workdir = obj.store.workdir
+        directory = workdir / agent_dir(agent)
+        with opened_dir(workdir, agent_dir(agent), last_link=AGENT_LINK) as found:
+            if found is None:
+                from agentstage.errors import NotFound
 
-            raise NotFound(f"no agent directory {directory}",
-                           hint="list agents with 'agentstage agents'")
-        config = load_agent(agent, read_agent_dir(directory)).as_dict()
+                raise NotFound(f"no agent directory {directory}",
+                               hint="list agents with 'agentstage agents'")
+        config = load_agent(agent, read_agent_dir(directory, agent_dir(agent),
+                                                  workdir)).as_dict()
         where = f"the work tree ({agent_dir(agent)}), uncommitted changes included"
     else:
         config = show_config(obj.store, agent, env or "staging")
@@ -716,6 +720,39 @@ def _doctor_text(report: dict[str, Any]) -> str:
     else:
         lines.append("healthy, with the warnings above")
     return "\n".join(lines)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; with --auth none only a loopback address.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8377, show_default=True,
+              help="Port to listen on; 0 takes a free one (the printed URL names it).")
+@click.option("--auth", default="none", show_default=True, metavar="none",
+              help="Who requests act as. none: the CLI's identity (--author, "
+                   "$AGENTSTAGE_AUTHOR, git config), on loopback only.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Another Host name to answer for (e.g. the public name a reverse proxy "
+                   "forwards); repeatable.")
+@pass_ctx
+def serve(obj: Context, host: str, port: int, auth: str, allowed_hosts: tuple[str, ...]
+          ) -> None:
+    """Serve the repository over HTTP: the JSON API under /api/v2 (edit staging, review,
+    publish, history, revert and restore), the delivery API agent runtimes read production
+    from, /openapi.json with /docs, and /healthz.
+
+    Prints the URL it listens on; stops cleanly on SIGTERM or Ctrl-C. Every write is one
+    commit on staging by the request's identity, as the CLI's commands make.
+
+    \b
+    Examples:
+      agentstage serve
+      agentstage -C /srv/agents serve --port 8080
+      agentstage serve --port 0 --allowed-host agents.example.com
+      curl -s http://127.0.0.1:8377/api/v2/agents/support-bot/staging-diff
+    """
+    from agentstage.server.run import serve as run_server
+
+    run_server(obj.repo, host, port, auth, obj.author, allowed_hosts)
 
 
 # -- entry point -------------------------------------------------------------------------

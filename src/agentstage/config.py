@@ -262,42 +262,33 @@ def load_agent(agent: str, files: Mapping[str, bytes], where: str | None = None)
     return AgentConfig(**values)
 
 
-def read_agent_dir(path: Path, where: str | None = None) -> dict[str, bytes]:
-    """The files of an agent directory on disk; links and subdirectories are problems.
+def read_agent_dir(path: Path, where: str | None = None, root: Path | None = None
+                   ) -> dict[str, bytes]:
+    """The files of an agent directory on disk; links and subdirectories are problems, and
+    so is a file over the cap. Hidden files are read like the others (load_agent refuses
+    them, as it does in a git tree).
 
-    *where* is the directory shown in messages (defaults to *path*).
+    *where* is the directory shown in messages (defaults to *path*). Below *root* (the
+    repository, when *path* is in it; else *path*'s parent) no symbolic link is followed:
+    a linked `agents` or agent directory is refused by name (worktree.py).
     """
+    from agentstage.worktree import read_agent_files
+
     base = where if where is not None else str(path)
-    if path.is_symlink():
-        raise InvalidConfig([Problem(base, None, "", "an agent directory must not be a "
-                                     "symbolic link")])
-    files: dict[str, bytes] = {}
-    problems: list[Problem] = []
-    for entry in sorted(os.scandir(path), key=lambda e: e.name):
-        shown = f"{base}/{entry.name}"
-        if entry.is_symlink():
-            problems.append(Problem(shown, None, "", "symbolic links are not allowed in an agent"))
-        elif entry.is_dir():
-            problems.append(Problem(shown, None, "", "subdirectories are not allowed in an agent"))
-        elif entry.name.startswith("."):
-            continue
-        elif not entry.is_file():  # a fifo or device would block or never end
-            problems.append(Problem(shown, None, "", "not a regular file"))
-        else:
-            size = entry.stat().st_size
-            if size > MAX_FILE_BYTES:
-                problems.append(Problem(shown, None, "",
-                                        f"file is {size} bytes, over the cap of {MAX_FILE_BYTES}"))
-                continue
-            files[entry.name] = Path(entry.path).read_bytes()
-    if problems:
-        raise InvalidConfig(problems)
-    return files
+    path = Path(os.path.abspath(path))  # `..` taken lexically, no link followed
+    root = Path(os.path.abspath(root)) if root is not None else None
+    if root is None or path == root or not path.is_relative_to(root):
+        root = path.parent
+    return read_agent_files(root, path.relative_to(root).as_posix(), base)
 
 
 def find_agent_dirs(root: Path) -> list[Path]:
-    agents = root / AGENTS_DIR
-    if not agents.is_dir():
+    """The agent directories of the work tree *root* (and the links there, which reading
+    refuses by name); a linked `agents` is refused, never followed."""
+    from agentstage.worktree import subdirectories
+
+    found = subdirectories(root, AGENTS_DIR)
+    if found is None:
         raise NotFound(f"no {AGENTS_DIR}/ directory in {root}",
                        hint="run 'agentstage init' to make one")
-    return sorted(p for p in agents.iterdir() if p.is_dir() or p.is_symlink())
+    return [root / AGENTS_DIR / name for name, _kind in found]

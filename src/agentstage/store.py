@@ -8,7 +8,6 @@ ref that moved under us is a Conflict, never an overwrite.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
@@ -26,9 +25,9 @@ from agentstage.errors import (
     NotFound,
     Problem,
     UsageError,
-    warn,
 )
 from agentstage.faults import crash_point, pause_point
+from agentstage.worktree import WorkTree, finish_interrupted, index_entries, read_index
 
 STAGING = "refs/heads/staging"
 PRODUCTION_PREFIX = "refs/heads/production/"
@@ -458,20 +457,20 @@ class Store:
         """Compare-and-swap staging from *old* to *new*. When staging is checked out, the
         files of *directory* (an agent's, or `agents`) follow in the index and work tree;
         uncommitted changes there make it refuse, before anything is written."""
-        checkout = self.head_branch() == STAGING and not self.is_bare
-        if checkout:
+        worktree = self._worktree() if self.head_branch() == STAGING else None
+        if worktree is not None:
             lock = self.git_dir / "index.lock"
             if lock.exists():
                 raise Conflict(f"the checkout's index is locked: {lock} exists",
                                hint="another git command is running; if none is, the lock is "
                                     f"stale: remove it (rm {lock})")
-            self._check_clean(directory)
+            self._check_clean(worktree, directory)
         self.update_refs({STAGING: (old, new)}, message, who)
         crash_point("staging:after-move")
-        if checkout:
+        if worktree is not None:
             try:
-                self._sync_checkout(old, new, directory)
-            except pygit2.GitError as exc:
+                self._sync_checkout(worktree, old, new, directory)
+            except (pygit2.GitError, OSError, AgentstageError) as exc:
                 raise Conflict(
                     f"staging moved to {new[:12]}, but the checkout could not follow: {exc}",
                     hint="the next agentstage command on this agent brings the checkout "
@@ -498,30 +497,24 @@ class Store:
         return {f"{directory}/{e.name}": str(e.id) for e in tree
                 if e.filemode != FileMode.TREE}
 
+    def _worktree(self) -> WorkTree | None:
+        """The checkout's files and index (every read and write of them goes through it,
+        never following a link); None for a bare repository."""
+        if self._repo.is_bare or not self._repo.workdir:
+            return None
+        return WorkTree(self._repo)
+
     def dirty_paths(self, directory: str) -> list[str]:
         """Files of *directory* whose work tree or index differs from staging's (empty for
         a bare repository)."""
-        workdir = self.workdir
-        if workdir is None:
+        worktree = self._worktree()
+        if worktree is None:
             return []
-        paths = set(self._blob_paths(self.ref(STAGING), directory))
-        on_disk = workdir / directory
-        if on_disk.is_dir():
-            paths |= {f"{directory}/{p.name}" for p in on_disk.iterdir() if not p.is_dir()}
-        dirty = []
-        for path in sorted(paths):
-            try:
-                flags = self._repo.status_file(path)
-            except (KeyError, pygit2.GitError):
-                continue
-            if flags not in (pygit2.GIT_STATUS_CURRENT, pygit2.GIT_STATUS_IGNORED) \
-                    and not (workdir / path).is_dir():
-                dirty.append(path)
-        return dirty
+        return worktree.dirty_paths(directory, self._blob_paths(self.ref(STAGING), directory))
 
-    def _check_clean(self, directory: str) -> None:
-        dirty = self.dirty_paths(directory)
-        if dirty and self._interrupted_sync(directory):
+    def _check_clean(self, worktree: WorkTree, directory: str) -> None:
+        dirty = worktree.dirty_paths(directory, self._blob_paths(self.ref(STAGING), directory))
+        if dirty and self._interrupted_sync(worktree, directory):
             return
         if dirty:
             raise Conflict(
@@ -529,55 +522,25 @@ class Store:
                 hint="commit or stash them first (git stash), then run the command again",
             )
 
-    def _interrupted_sync(self, directory: str) -> bool:
+    def _interrupted_sync(self, worktree: WorkTree, directory: str) -> bool:
         """A command that moved staging and died before the checkout followed leaves the
         index and work tree at staging's parent for *directory*: finish the job, and say so.
         """
         staging = self.ref(STAGING)
-        workdir = self.workdir
-        if staging is None or workdir is None:
+        if staging is None:
             return False
         parents = self._commit(staging).parent_ids
         if not parents:
             return False
-        parent = str(parents[0])
-        index = self._repo.index
-        index.read()
-        prefix = directory + "/"
-        staged = {e.path: str(e.id) for e in index if e.path.startswith(prefix)
-                  and "/" not in e.path[len(prefix):]}
-        if staged != self._blob_paths(parent, directory):
-            return False
-        for path, oid in staged.items():  # the work tree must hold exactly the index
-            target = workdir / path
-            if not target.is_file() or str(pygit2.hash(target.read_bytes())) != oid:
-                return False
-        self._sync_checkout(parent, staging, directory)
-        warn(f"completed an interrupted update of the checkout: {directory} now matches "
-             f"staging ({staging[:12]})")
-        return True
+        return finish_interrupted(worktree, directory,
+                                  self._blob_paths(str(parents[0]), directory),
+                                  self._blob_paths(staging, directory), self._blob,
+                                  staging[:12])
 
-    def _sync_checkout(self, old: str | None, new: str, directory: str) -> None:
-        workdir = self.workdir
-        assert workdir is not None
-        before, after = self._blob_paths(old, directory), self._blob_paths(new, directory)
-        index = self._repo.index
-        index.read()
-        for path in before.keys() - after.keys():
-            (workdir / path).unlink(missing_ok=True)
-            if path in index:
-                index.remove(path)
-        for path, oid in after.items():
-            if before.get(path) == oid and (workdir / path).exists():
-                continue
-            target = workdir / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self._blob(oid))
-            index.add(path)
-        if not after and (workdir / directory).is_dir():
-            with contextlib.suppress(OSError):
-                (workdir / directory).rmdir()
-        index.write()
+    def _sync_checkout(self, worktree: WorkTree, old: str | None, new: str,
+                       directory: str) -> None:
+        worktree.sync(directory, self._blob_paths(old, directory),
+                      self._blob_paths(new, directory), self._blob)
 
     # -- for hooks and remotes: the index, quarantined objects, deletions -------------------
 
@@ -618,23 +581,17 @@ class Store:
         obj = self._repo[entry.id]
         return bytes(obj.data) if isinstance(obj, pygit2.Blob) else None
 
-    def _index(self, index_file: str | os.PathLike[str] | None) -> pygit2.Index:
-        path = os.fspath(index_file) if index_file else str(self.git_dir / "index")
-        return pygit2.Index(path) if os.path.exists(path) else pygit2.Index()
-
     def staged_agents(self, index_file: str | os.PathLike[str] | None = None) \
             -> dict[str, dict[str, bytes] | None]:
         """The agents whose files in the index (default .git/index) differ from HEAD,
         each with its files as staged (None when the commit removes the agent).
         Links, subdirectories and submodules in an agent are an InvalidConfig."""
-        index = self._index(index_file)
         prefix = AGENTS_DIR + "/"
         staged: dict[str, dict[str, tuple[str, int]]] = {}
-        for entry in index:
-            if entry.path.startswith(prefix):
-                agent, _, rest = entry.path[len(prefix):].partition("/")
-                if rest:
-                    staged.setdefault(agent, {})[rest] = (str(entry.id), entry.mode)
+        for path, oid, mode in index_entries(read_index(self.git_dir, index_file), prefix):
+            agent, _, rest = path[len(prefix):].partition("/")
+            if rest:
+                staged.setdefault(agent, {})[rest] = (oid, mode)
         head = self.head_commit()
         committed: dict[str, dict[str, tuple[str, int]]] = {}
         for agent in self.list_agents(head):

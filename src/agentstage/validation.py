@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ def _agent_dirs(path: Path) -> list[Path]:
 def validate_disk(paths: list[Path], repo: str | None) -> list[dict[str, Any]]:
     """Check agent directories on disk. Relative *paths* are taken in *repo* when given, as
     `git -C` does; with no paths, every agent of the repository. Directories inside the
-    repository are shown relative to it: agents/<id>."""
+    repository are shown relative to it: agents/<id>. Inside the repository no symbolic
+    link is followed (worktree.py): a linked `agents` or agent directory is refused."""
     base: Path | None = None
     if not paths:
         root = Path(repo) if repo else None
@@ -62,6 +64,7 @@ def validate_disk(paths: list[Path], repo: str | None) -> list[dict[str, Any]]:
             for found in _agent_dirs(path):
                 if found not in dirs:
                     dirs.append(found)
+    inside = base if base is not None else _repository_around(dirs)
     # a directory whose name is not an agent id is one more problem (load_agent reports
     # it), not a reason to stop: every agent is still checked
     results = []
@@ -69,8 +72,21 @@ def validate_disk(paths: list[Path], repo: str | None) -> list[dict[str, Any]]:
         where = str(d)
         if base is not None and d.is_relative_to(base):
             where = d.relative_to(base).as_posix()
-        results.append(_check(d.name, where, lambda d=d, w=where: read_agent_dir(d, w)))
+        results.append(_check(d.name, where,
+                              lambda d=d, w=where: read_agent_dir(d, w, inside)))
     return results
+
+
+def _repository_around(dirs: list[Path]) -> Path | None:
+    """The work tree of the repository around the current directory, when there is one:
+    below it no link is followed, whatever path the user typed."""
+    if not dirs:
+        return None
+    try:
+        workdir = Store.open(None).workdir
+    except NotFound:
+        return None
+    return Path(os.path.abspath(workdir)) if workdir is not None else None
 
 
 def validate_ref(store: Store, ref: str, names: list[str]) -> list[dict[str, Any]]:

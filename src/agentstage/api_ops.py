@@ -1,0 +1,344 @@
+"""Operations the HTTP API needs beside the CLI's: edits computed from the agent as it is,
+with an expected version (If-Match) and a bounded retry when staging moves under them;
+creating an agent with its settings in one commit; delivery views of production; pages of
+history. Each composes the operations and the store; none knows HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from agentstage.agents import agent_state, load_at, parse_tag, staging_head
+from agentstage.config import agent_dir
+from agentstage.edit import Edit, apply_edits
+from agentstage.editing import agent_data, check_agent, commit_agent_files
+from agentstage.errors import AgentstageError, Conflict, InvalidConfig, NotFound, UsageError
+from agentstage.fieldpath import Entry, FieldPath, Key, render_path
+from agentstage.ids import check_agent_id
+from agentstage.layout import ENTRY_ID_PATTERN
+from agentstage.semdiff import diff_configs
+from agentstage.store import STAGING, Store
+
+ATTEMPTS = 5  # a write that keeps losing races to unrelated changes gives up after these
+T = TypeVar("T")
+Plan = Callable[[Mapping[str, Any]], Sequence[Edit]]
+
+
+class PreconditionFailed(Conflict):
+    """The agent changed on staging since the version the caller named (If-Match)."""
+
+
+def etag(tree: str | None) -> str | None:
+    return f'"{tree}"' if tree else None
+
+
+def matches(header: str, tree: str | None) -> bool:
+    """Whether an If-Match (or If-None-Match) value names the agent's tree."""
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return ("*" in tags and tree is not None) or etag(tree) in tags
+
+
+def check_if_match(agent: str, if_match: str | None, tree: str | None) -> None:
+    if if_match is not None and not matches(if_match, tree):
+        raise PreconditionFailed(
+            f"{agent} changed on staging since the version you named (If-Match); "
+            "nothing was written",
+            hint=f"read it again (GET /api/v2/agents/{agent}), then send the edit with its "
+                 "new ETag")
+
+
+def check_entry_id(kind: str, ident: str) -> None:
+    import re
+
+    if not re.fullmatch(ENTRY_ID_PATTERN, ident):
+        raise UsageError(f"invalid {kind} id {ident!r}: letters, digits and _ . : -, "
+                         "starting with a letter or digit, at most 128 characters")
+
+
+def entry_path(section: str, ident: str, *rest: str | Entry) -> FieldPath:
+    """The field path `section[ident].rest...`, refusing an id outside the entry grammar."""
+    check_entry_id(section, ident)
+    return (Key(section), Entry(ident), *(Key(r) if isinstance(r, str) else r for r in rest))
+
+
+def staging_view(store: Store, agent: str) -> tuple[dict[str, Any], str | None]:
+    """(the show shape of the agent on staging, its ETag)."""
+    state = agent_state(store, agent)
+    return _view_at(store, state.staging, agent)
+
+
+def _view_at(store: Store, commit: str, agent: str) -> tuple[dict[str, Any], str | None]:
+    config = load_at(store, commit, agent, "staging")
+    if config is None:
+        raise NotFound(f"no agent {agent!r} on staging",
+                       hint=f"create it with POST /api/v2/agents {{\"id\": \"{agent}\", ...}}")
+    return config.as_dict(), etag(store.agent_tree(commit, agent))
+
+
+def _written(store: Store, result: dict[str, Any], agent: str) -> dict[str, Any]:
+    """A write's answer: {"agent", "commit", "config", ...} and its ETag under "etag"."""
+    commit = result.get("commit") or staging_head(store)
+    files = store.agent_files(commit, agent)
+    tree = store.agent_tree(commit, agent)
+    loaded, _problems = check_agent(agent, files) if files is not None else (None, [])
+    config = loaded.as_dict() if loaded is not None else agent_data(files)
+    return {**result, "config": config, "etag": etag(tree)}
+
+
+def _touches(edit_paths: Sequence[str], change_paths: Sequence[str]) -> list[str]:
+    """The edit paths that a change touches: the same field, one inside it or one around it."""
+    def related(a: str, b: str) -> bool:
+        return a == b or b.startswith((a + ".", a + "[")) or a.startswith((b + ".", b + "["))
+
+    return [p for p in edit_paths if any(related(p, c) for c in change_paths)]
+
+
+def edit_agent(store: Store, agent: str, plan: Plan, *, if_match: str | None = None,
+               message: str | None = None, author: str | None = None,
+               what: str | None = None) -> dict[str, Any]:
+    """Apply the edits *plan* makes of the agent's staging configuration: one commit.
+
+    When staging moves under the write (another agent, or other fields of this one), the
+    plan is made again on the new staging and applied, at most ATTEMPTS times; when the
+    move changed a field the edits touch, that is a Conflict. *if_match* must name the
+    agent's staging version (else PreconditionFailed, nothing written)."""
+    check_agent_id(agent)
+    base: dict[str, Any] | None = None
+    for _attempt in range(ATTEMPTS):
+        state = agent_state(store, agent)
+        files = store.agent_files(state.staging, agent)
+        if files is None:
+            raise NotFound(f"no agent {agent!r} on staging",
+                           hint="list agents with GET /api/v2/agents")
+        check_if_match(agent, if_match, store.agent_tree(state.staging, agent))
+        current = agent_data(files) or {}
+        edits = list(plan(current))
+        paths = [render_path(e.path) for e in edits]
+        if base is not None:
+            moved = [c.path for c in diff_configs(base, current)]
+            clash = _touches(paths, moved)
+            if clash:
+                raise Conflict(f"{agent}: {', '.join(clash)} changed on staging while this "
+                               "edit was made; nothing was written",
+                               hint="read the agent again and send the edit again")
+        else:
+            base = current
+        if not edits:
+            return _written(store, {"agent": agent, "commit": None, "changes": []}, agent)
+        try:
+            new_files = apply_edits(files, edits)
+        except InvalidConfig as exc:
+            raise _located(agent, exc) from None
+        if new_files == files:
+            return _written(store, {"agent": agent, "commit": None, "changes": []}, agent)
+        problems = check_agent(agent, new_files)[1]
+        if problems:
+            raise InvalidConfig(problems, hint="fix the values named above, then send the "
+                                "request again")
+        default = f"{agent}: {what}" if what else f"{agent}: " + ", ".join(
+            ("unset " if e.remove else "set ") + p for e, p in zip(edits, paths, strict=True))
+        text = (message or "").strip() or default
+        try:
+            result = commit_agent_files(store, agent, files, new_files, text, author,
+                                        state.staging)
+        except Conflict:
+            if store.ref(STAGING) == state.staging:
+                raise
+            continue
+        return _written(store, result, agent)
+    raise Conflict(f"staging kept moving while {agent} was edited; nothing was written",
+                   hint="send the request again")
+
+
+def _located(agent: str, exc: InvalidConfig) -> InvalidConfig:
+    base = agent_dir(agent)
+    problems = [p if "/" in p.file else p._replace(file=f"{base}/{p.file}")
+                for p in exc.problems]
+    return InvalidConfig(problems, hint=exc.hint)
+
+
+def retrying(store: Store, write: Callable[[], T]) -> T:
+    """Run *write* again when it lost a race: a Conflict while staging moved."""
+    for _attempt in range(ATTEMPTS - 1):
+        before = store.ref(STAGING)
+        try:
+            return write()
+        except Conflict:
+            if store.ref(STAGING) == before:
+                raise
+    return write()
+
+
+AGENT_TEMPLATE_MODEL = {"provider": "openai", "name": "gpt-4o", "temperature": 0.2}
+
+
+def create_agent(store: Store, agent: str, fields: Mapping[str, Any],
+                 message: str | None = None, author: str | None = None) -> dict[str, Any]:
+    """A new agent on staging with *fields* of agent.yaml (name required): one commit,
+    starting from `agentstage new`'s files, the given fields set over them."""
+    from agentstage.editing import AGENT_TEMPLATE, INSTRUCTIONS_TEMPLATE
+
+    check_agent_id(agent)
+    name = fields.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise UsageError("a new agent needs a non-empty name", hint='send {"id": ..., '
+                         '"name": "Support Bot"}')
+
+    def write() -> dict[str, Any]:
+        parent = staging_head(store)
+        if store.agent_tree(parent, agent) is not None:
+            raise Conflict(f"agent {agent!r} already exists on staging",
+                           hint=f"edit it with PUT /api/v2/agents/{agent}")
+        files = {"agent.yaml": AGENT_TEMPLATE.format(
+                     agent=agent, name="placeholder", model="gpt-4o", provider="openai"
+                 ).encode(),
+                 "instructions.yaml": INSTRUCTIONS_TEMPLATE.format(
+                     agent=agent, name=name.replace("\n", " ")).encode()}
+        edits = [Edit((Key(key),), value) for key, value in fields.items() if value is not None]
+        try:
+            files = apply_edits(files, edits)
+        except InvalidConfig as exc:
+            raise _located(agent, exc) from None
+        text = (message or "").strip() or f"{agent}: new agent {name}"
+        return commit_agent_files(store, agent, None, files, text, author, parent)
+
+    return _written(store, retrying(store, write), agent)
+
+
+def rollback(store: Store, agent: str, action: str, change_track_id: str | int,
+             reason: str | None = None, author: str | None = None,
+             if_match: str | None = None) -> dict[str, Any]:
+    """Revert or restore a publish on staging: {"agent", "tag", "action", "commit",
+    "changes", "config"}."""
+    from agentstage import rollback as ops
+
+    tag = tag_of(agent, change_track_id)
+
+    def write() -> dict[str, Any]:
+        state = agent_state(store, agent)
+        check_if_match(agent, if_match, store.agent_tree(state.staging, agent))
+        done: dict[str, Any] = getattr(ops, action)(store, agent, tag, False, reason, author)
+        return done
+
+    result = retrying(store, write)
+    return _written(store, {"agent": agent, "tag": result["tag"], "action": action,
+                            "commit": result["commit"], "changes": result["changes"]}, agent)
+
+
+def preview(store: Store, agent: str, action: str, change_track_id: str | int
+            ) -> dict[str, Any]:
+    from agentstage import rollback as ops
+
+    result: dict[str, Any] = getattr(ops, action)(store, agent, tag_of(agent, change_track_id),
+                                                  True)
+    return result
+
+
+def tag_of(agent: str, change_track_id: str | int) -> str:
+    """A publish's tag from its change_track_id: N, vN or <agent>/vN."""
+    check_agent_id(agent)
+    text = str(change_track_id)
+    if text.isascii() and text.isdigit():
+        text = f"v{text}"
+    return parse_tag(agent, text)[0]
+
+
+def publish_entry(store: Store, agent: str, change_track_id: str | int) -> dict[str, Any]:
+    """One publish as a history entry."""
+    from agentstage.publishing import parse_record
+
+    tag = tag_of(agent, change_track_id)
+    agent_state(store, agent)
+    info = store.tag(tag)
+    if info is None:
+        raise NotFound(f"no publish {tag}",
+                       hint=f"see the publishes with GET /api/v2/agents/{agent}/publishes")
+    return parse_record(info)
+
+
+MAX_PAGE = 500
+
+
+def history_page(store: Store, agent: str | None, author: str | None, since: str | None,
+                 until: str | None, limit: int | None, cursor: str | None
+                 ) -> dict[str, Any]:
+    """{"publishes": entries newest first, "next_cursor": the tag to continue after, or
+    None}. The cursor is the tag of the last entry of the previous page."""
+    from agentstage.publishing import history
+
+    size = 50 if limit is None else limit
+    if not 1 <= size <= MAX_PAGE:
+        raise UsageError(f"limit must be 1 to {MAX_PAGE}, got {size}")
+    entries = history(store, agent, author, since, until, None)
+    start = 0
+    if cursor:
+        found = next((n for n, e in enumerate(entries) if e["tag"] == cursor), None)
+        if found is None:
+            raise UsageError(f"unknown cursor {cursor!r}",
+                             hint="pass the next_cursor of the previous page")
+        start = found + 1
+    page = entries[start:start + size]
+    more = start + size < len(entries)
+    return {"publishes": page, "next_cursor": page[-1]["tag"] if more and page else None}
+
+
+def production_view(store: Store, agent: str) -> dict[str, Any]:
+    """What runtimes read: {"agent", "version", "tag", "commit", "published_at", "config"}
+    of the agent's newest publish; NotFound when never published or retired."""
+    from agentstage.agents import show_config
+
+    state = agent_state(store, agent)
+    if not state.version or state.production is None:
+        raise NotFound(f"{agent} has never been published",
+                       hint=f"publish it with POST /api/v2/agents/{agent}/publish")
+    config = show_config(store, agent, "production")
+    tag = f"{agent}/v{state.version}"
+    info = store.tag(tag)
+    return {"agent": agent, "version": state.version, "tag": tag, "commit": state.production,
+            "published_at": info.time.isoformat() if info is not None else None,
+            "config": config}
+
+
+def production_list(store: Store) -> list[dict[str, Any]]:
+    """[{"agent", "version", "tag"}] of every agent in production."""
+    from agentstage.agents import agents_table
+
+    out = []
+    for row in agents_table(store):
+        prod = row["production"]
+        if prod["version"] and not row.get("retired"):
+            out.append({"agent": row["agent"], "version": prod["version"], "tag": prod["tag"]})
+    return out
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: *patch* applied to *target* (neither is changed)."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def entry_of(config: Mapping[str, Any], section: str, ident: str) -> dict[str, Any] | None:
+    """The entry of a list section (or of a tool's actions: section "tools/ID") by its id."""
+    key = "type" if section == "guardrails" else "id"
+    if "/" in section:
+        tool = entry_of(config, "tools", section.partition("/")[2])
+        entries = tool.get("actions") if tool else None
+    else:
+        entries = config.get(section)
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and entry.get(key) == ident:
+            return entry
+    return None
+
+
+__all__ = ["AgentstageError", "PreconditionFailed", "create_agent", "edit_agent", "etag",
+           "history_page", "merge_patch", "preview", "production_list", "production_view",
+           "publish_entry", "rollback", "staging_view", "tag_of"]

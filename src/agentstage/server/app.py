@@ -1,0 +1,136 @@
+"""The app factory, and the one place errors become statuses (as exit codes do in `main`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from agentstage import __version__
+from agentstage.api_ops import PreconditionFailed
+from agentstage.errors import (
+    AgentstageError,
+    Conflict,
+    InvalidConfig,
+    NotFound,
+    NothingToPublish,
+    PolicyDenied,
+    UsageError,
+)
+from agentstage.server.auth import Auth
+from agentstage.server.guard import Guard, error_body
+
+log = logging.getLogger("agentstage.server")
+
+# The first class an error is an instance of decides: subclasses before their bases.
+STATUSES: tuple[tuple[type[AgentstageError], int, str], ...] = (
+    (PreconditionFailed, 412, "precondition_failed"),
+    (NothingToPublish, 409, "nothing_to_publish"),
+    (Conflict, 409, "conflict"),
+    (UsageError, 400, "usage"),
+    (NotFound, 404, "not_found"),
+    (InvalidConfig, 422, "invalid"),
+    (PolicyDenied, 403, "policy"),
+)
+
+
+def error_response(exc: AgentstageError) -> JSONResponse:
+    status, code = next(((s, c) for cls, s, c in STATUSES if isinstance(exc, cls)),
+                        (500, "internal"))
+    problems = [p.as_json() for p in exc.problems] if isinstance(exc, InvalidConfig) else None
+    body = error_body(code, exc.message, exc.hint, problems)
+    if exc.payload:  # e.g. {"published": false, "has_changes": false}, a revert's conflicts
+        body = {**exc.payload, **body}
+    return JSONResponse(body, status_code=status)
+
+
+async def _agentstage_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AgentstageError)
+    return error_response(exc)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's request validation: a body that is not JSON is a usage error (400); a body
+    or parameter of the wrong shape is invalid (422 for bodies, 400 for the URL), each
+    problem naming its field."""
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        first = next(e for e in errors if e.get("type") == "json_invalid")
+        detail = (first.get("ctx") or {}).get("error", "")
+        return JSONResponse(error_body("usage", f"the body is not valid JSON: {detail}".rstrip(
+            ": "), "send a JSON document with Content-Type: application/json"), 400)
+    problems = []
+    for e in errors:
+        loc = [str(part) for part in e.get("loc", ())]
+        where, path = (loc[0], loc[1:]) if loc else ("body", [])
+        problems.append({"file": f"request {where}", "line": None, "path": ".".join(path),
+                         "message": _message(e)})
+    in_body = all(p["file"] == "request body" for p in problems)
+    first = problems[0] if problems else {"path": "", "message": "invalid request"}
+    message = f"{first['path'] or 'body'}: {first['message']}" if len(problems) == 1 else \
+        f"{len(problems)} problems in the request: " + "; ".join(
+            f"{p['path'] or p['file']}: {p['message']}" for p in problems)
+    code, status = ("invalid", 422) if in_body else ("usage", 400)
+    return JSONResponse(error_body(code, message, None, problems), status)
+
+
+def _message(error: Any) -> str:
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field missing"
+    return str(error.get("msg", "invalid"))
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+        exc.status_code, "usage")
+    message = {404: "no such endpoint", 405: "method not allowed here"}.get(
+        exc.status_code, str(exc.detail))
+    hint = "send a smaller body" if exc.status_code == 413 else "see /docs for the endpoints"
+    return JSONResponse(error_body(code, message, hint), exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(error_body("internal", f"internal error: {type(exc).__name__}",
+                                   "this is a bug in agentstage; please report it"), 500)
+
+
+def create_app(repo: str | Path, auth: Auth | None = None,
+               hosts: Iterable[str] = ("localhost", "127.0.0.1", "::1")) -> FastAPI:
+    """The app serving *repo* (checkout or bare), answering for the Host names *hosts*."""
+    from agentstage.server import agents, delivery, publishing
+
+    app = FastAPI(title="agentstage", version=__version__,
+                  description="Staging and Production for AI agent configurations, with git "
+                              "as the only store (DESIGN.md section 8).")
+    app.state.repo = str(repo)
+    app.state.auth = auth or Auth()
+    app.state.write_lock = threading.Lock()
+    app.add_exception_handler(AgentstageError, _agentstage_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
+    app.include_router(agents.router)
+    app.include_router(publishing.router)
+    app.include_router(delivery.router)
+
+    @app.get("/healthz", tags=["server"])
+    def healthz() -> dict[str, str]:
+        """For load balancers: no credentials needed."""
+        return {"status": "ok"}
+
+    app.add_middleware(Guard, hosts=frozenset(h.lower() for h in hosts))
+    return app

@@ -1,0 +1,104 @@
+"""Review, publish, history, and revert or restore of any publish (with a preview first)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentstage import api_ops
+from agentstage.server.auth import StoreDep, Who
+from agentstage.server.responses import one_writer, written
+
+router = APIRouter(prefix="/api/v2", tags=["publishing"])
+IfMatch = Annotated[str | None, Header(description="The agent's ETag this write is based on")]
+
+
+class Publish(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    reason: str = Field(description="Why this goes live (recorded in the publish)")
+
+
+class Rollback(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    change_track_id: int | str = Field(description="The publish: its version N, or its tag")
+    reason: str | None = None
+
+
+class Filters(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # query text: "2" is 2
+    author: str | None = Field(None, description="part of the publisher's name or email")
+    since: str | None = Field(None, description="ISO date or datetime")
+    until: str | None = Field(None, description="ISO date or datetime; a date: the whole day")
+    limit: int | None = Field(None, ge=1, le=api_ops.MAX_PAGE)
+    cursor: str | None = Field(None, description="next_cursor of the previous page")
+
+
+@router.get("/agents/{agent_id}/staging-diff")
+def staging_diff(store: StoreDep, agent_id: str) -> dict[str, Any]:
+    """Staging against production, only the fields that differ (`agentstage diff`)."""
+    from agentstage.publishing import diff_agent
+
+    return diff_agent(store, agent_id)
+
+
+@router.post("/agents/{agent_id}/publish")
+def publish(request: Request, store: StoreDep, who: Who, agent_id: str,
+            body: Publish) -> dict[str, Any]:
+    """Make staging live; 409 `nothing_to_publish` when staging is production already."""
+    from agentstage.publishing import publish as run
+
+    result: dict[str, Any] = one_writer(request, lambda: run(store, agent_id, body.reason,
+                                                             who))
+    return result
+
+
+@router.get("/agents/{agent_id}/publishes")
+def agent_publishes(store: StoreDep, agent_id: str,
+                    query: Annotated[Filters, Query()]) -> dict[str, Any]:
+    """The agent's publishes, newest first, a page at a time (`agentstage history`)."""
+    return api_ops.history_page(store, agent_id, query.author, query.since, query.until,
+                                query.limit, query.cursor)
+
+
+@router.get("/agents/{agent_id}/publishes/{change_track_id}")
+def one_publish(store: StoreDep, agent_id: str, change_track_id: str) -> dict[str, Any]:
+    return api_ops.publish_entry(store, agent_id, change_track_id)
+
+
+@router.get("/agents/{agent_id}/publishes/{change_track_id}/diff")
+def preview(store: StoreDep, agent_id: str, change_track_id: str,
+            action: Literal["revert", "restore"] = "revert") -> dict[str, Any]:
+    """What reverting (or restoring) this publish would change on staging, and in production
+    after the next publish (`revert --preview`)."""
+    return api_ops.preview(store, agent_id, action, change_track_id)
+
+
+def _rollback(request: Request, store: StoreDep, who: str, agent_id: str, action: str,
+              body: Rollback, if_match: str | None) -> JSONResponse:
+    result = one_writer(request, lambda: api_ops.rollback(
+        store, agent_id, action, body.change_track_id, body.reason, who, if_match))
+    return written(result)
+
+
+@router.put("/agents/{agent_id}/rollback")
+def rollback(request: Request, store: StoreDep, who: Who, agent_id: str, body: Rollback,
+             if_match: IfMatch = None) -> JSONResponse:
+    """Undo on staging the changes that publish introduced (`agentstage revert`)."""
+    return _rollback(request, store, who, agent_id, "revert", body, if_match)
+
+
+@router.put("/agents/{agent_id}/restore")
+def restore(request: Request, store: StoreDep, who: Who, agent_id: str, body: Rollback,
+            if_match: IfMatch = None) -> JSONResponse:
+    """Set staging's agent back to that publish's snapshot (`agentstage restore`)."""
+    return _rollback(request, store, who, agent_id, "restore", body, if_match)
+
+
+@router.get("/publishes")
+def publishes(store: StoreDep, query: Annotated[Filters, Query()]) -> dict[str, Any]:
+    """Publishes of every agent, newest first, a page at a time."""
+    return api_ops.history_page(store, None, query.author, query.since, query.until,
+                                query.limit, query.cursor)

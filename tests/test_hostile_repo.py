@@ -1,0 +1,190 @@
+"""A hostile repository: each attack is a repository prepared by the attacker, which the
+victim clones (real `git clone`) or fetches from, then runs ordinary agentstage commands
+in. Afterwards nothing outside the repository changed (a sibling directory's checksum),
+no secret from outside was printed, and no command ended in an internal error."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import SAMPLE, commit_all, git, tree_state
+
+A = "billing-support"
+SECRET = "sk-live-SECRET-TOKEN-4242"
+
+
+def checksum(directory: Path) -> str:
+    """Every path below *directory* with its kind and bytes (links not followed)."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames.sort()
+        for name in sorted(filenames + [d for d in dirnames
+                                        if os.path.islink(os.path.join(dirpath, d))]):
+            path = os.path.join(dirpath, name)
+            digest.update(os.path.relpath(path, directory).encode() + b"\0")
+            if os.path.islink(path):
+                digest.update(b"link:" + os.readlink(path).encode())
+            else:
+                digest.update(Path(path).read_bytes())
+        for name in sorted(dirnames):
+            digest.update(os.path.relpath(os.path.join(dirpath, name), directory).encode()
+                          + b"/\0")
+    return digest.hexdigest()
+
+
+def attacker_repo(base: Path, run: Any) -> Path:
+    """The attacker's repository: the sample agents on staging, billing-support published."""
+    path = base / "attacker"
+    shutil.copytree(SAMPLE / "agents", path / "agents")
+    git(path, "init", "-q", "-b", "staging")
+    commit_all(path, "Add sample agents")
+    assert run("publish", A, "-m", "first", "--no-push", repo=path).code == 0
+    return path
+
+
+def clone(source: Path, base: Path, name: str = "victim") -> Path:
+    target = base / name
+    git(base, "clone", "-q", str(source), str(target))
+    git(target, "fetch", "-q", "--tags")
+    return target
+
+
+def no_internal_error(result: Any) -> None:
+    assert result.code != 70, result.err
+    assert "internal error" not in result.err and "Traceback" not in result.err
+
+
+# -- 1. never leave the repository ---------------------------------------------------------
+
+@pytest.fixture
+def sibling(tmp_path: Path) -> Path:
+    """A project beside the victim's clone, which no command may touch."""
+    other = tmp_path / "other-project"
+    other.mkdir()
+    (other / "CMakeLists.txt").write_text("project(other)\n")
+    return other
+
+
+def test_restore_through_a_committed_agent_link_changes_nothing_outside(
+        run: Any, tmp_path: Path, sibling: Path) -> None:
+    source = attacker_repo(tmp_path, run)
+    shutil.rmtree(source / "agents" / A)
+    (source / "agents" / A).symlink_to("../../other-project")
+    commit_all(source, "a link where an agent was")
+    victim = clone(source, tmp_path)
+    before, refs = checksum(sibling), tree_state(victim)
+    result = run("restore", A, "v1", repo=victim)
+    assert result.code == 4, result
+    assert f"agents/{A}" in result.err and "symbolic link" in result.err
+    assert checksum(sibling) == before
+    assert tree_state(victim) == refs
+
+
+def test_new_through_a_committed_agents_link_changes_nothing_outside(
+        run: Any, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    source = tmp_path / "attacker"
+    source.mkdir()
+    git(source, "init", "-q", "-b", "staging")
+    (source / "agents").symlink_to("../outside")
+    commit_all(source, "agents is a link")
+    victim = clone(source, tmp_path)
+    before, refs = checksum(outside), tree_state(victim)
+    result = run("new", "support-bot", "--name", "Support", repo=victim)
+    assert result.code == 4, result
+    assert "agents" in result.err and "symbolic link" in result.err
+    assert checksum(outside) == before and not any(outside.iterdir())
+    assert tree_state(victim) == refs
+
+
+@pytest.fixture
+def secret_dir(tmp_path: Path) -> Path:
+    """Someone's keys beside the clone, laid out like an agent directory."""
+    keys = tmp_path / "secret" / "keys"
+    keys.mkdir(parents=True)
+    (keys / "agent.yaml").write_text(f"name: Keys\nmodel: {SECRET}\n")
+    return keys
+
+
+def linked_agents_clone(run: Any, tmp_path: Path) -> Path:
+    """A clone whose committed `agents` is a link to ../secret (so agents/keys is the
+    secret directory)."""
+    source = attacker_repo(tmp_path, run)
+    shutil.rmtree(source / "agents")
+    (source / "agents").symlink_to("../secret")
+    commit_all(source, "agents is a link")
+    return clone(source, tmp_path)
+
+
+def test_validate_never_reads_through_a_linked_agents_directory(
+        run: Any, tmp_path: Path, secret_dir: Path) -> None:
+    victim = linked_agents_clone(run, tmp_path)
+    before = checksum(secret_dir.parent)
+    for args in (("validate",), ("validate", "agents"), ("validate", "agents/keys")):
+        result = run(*args, repo=victim)
+        no_internal_error(result)
+        assert result.code == 4, (args, result)
+        assert SECRET not in result.out + result.err, args
+        assert "agents: is a symbolic link" in result.out + result.err, (args, result)
+    assert checksum(secret_dir.parent) == before
+
+
+def test_show_of_the_work_tree_never_reads_through_a_link(
+        run: Any, tmp_path: Path, secret_dir: Path) -> None:
+    victim = linked_agents_clone(run, tmp_path)
+    result = run("show", "keys", repo=victim)
+    no_internal_error(result)
+    assert result.code == 4, result
+    assert SECRET not in result.out + result.err
+    assert "agents: is a symbolic link" in result.err
+
+
+def test_show_and_validate_refuse_a_linked_agent_directory_in_the_checkout(
+        run: Any, tmp_path: Path, secret_dir: Path) -> None:
+    victim = clone(attacker_repo(tmp_path, run), tmp_path)
+    (victim / "agents" / "keys").symlink_to("../../secret/keys")
+    for args in (("show", "keys"), ("validate",)):
+        result = run(*args, repo=victim)
+        assert result.code == 4, (args, result)
+        assert SECRET not in result.out + result.err
+        assert "agents/keys: an agent directory must not be a symbolic link" in \
+            result.out + result.err
+
+
+def test_new_never_writes_through_a_link_in_the_checkout(
+        run: Any, tmp_path: Path) -> None:
+    """A link left in the checkout where the new agent goes (git does not track it): the
+    files are not written through it, staging does not move."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = clone(attacker_repo(tmp_path, run), tmp_path)
+    (victim / "agents" / "support-bot").symlink_to("../../outside")
+    refs = tree_state(victim)
+    result = run("new", "support-bot", "--name", "Support", repo=victim)
+    assert result.code == 4, result
+    assert "agents/support-bot: is a symbolic link" in result.err
+    assert not any(outside.iterdir())
+    assert tree_state(victim) == refs
+
+
+def test_set_never_writes_through_a_linked_agents_directory_in_the_checkout(
+        run: Any, tmp_path: Path, sibling: Path) -> None:
+    """`agents` replaced by a link to a copy outside (git sees the files as unchanged):
+    set refuses before staging moves, and the copy outside is not written."""
+    victim = clone(attacker_repo(tmp_path, run), tmp_path)
+    shutil.copytree(victim / "agents", sibling / "agents")
+    shutil.rmtree(victim / "agents")
+    (victim / "agents").symlink_to("../other-project/agents")
+    before, refs = checksum(sibling), tree_state(victim)
+    result = run("set", A, "model.temperature=0.9", "-m", "warmer", repo=victim)
+    assert result.code == 4, result
+    assert "agents: is a symbolic link" in result.err
+    assert checksum(sibling) == before
+    assert tree_state(victim) == refs
