@@ -14,6 +14,7 @@ from agentstage.config import agent_dir
 from agentstage.edit import Edit, apply_edits
 from agentstage.editing import agent_data, check_agent, commit_agent_files
 from agentstage.errors import AgentstageError, Conflict, InvalidConfig, NotFound, UsageError
+from agentstage.faults import pause_point
 from agentstage.fieldpath import Entry, FieldPath, Key, render_path
 from agentstage.ids import check_agent_id
 from agentstage.layout import ENTRY_ID_PATTERN
@@ -139,6 +140,7 @@ def edit_agent(store: Store, agent: str, plan: Plan, *, if_match: str | None = N
         default = f"{agent}: {what}" if what else f"{agent}: " + ", ".join(
             ("unset " if e.remove else "set ") + p for e, p in zip(edits, paths, strict=True))
         text = (message or "").strip() or default
+        pause_point("api:edit-planned")  # a race test moves staging here
         try:
             result = commit_agent_files(store, agent, files, new_files, text, author,
                                         state.staging)
