@@ -88,9 +88,18 @@ CONFIGS = st.builds(
         "access": st.sampled_from(["private", "public"]),
         "tags": st.lists(st.sampled_from(["x", "y", "z"]), max_size=3)}),
     entries(id=IDS, text=st.sampled_from(["Be brief.", "Be kind.\nAlways.\n"])),
-    entries(id=IDS, type=st.sampled_from(["corpus", "website"]), settings=FREE),
+    # settings follow the type (a website needs its url); free-form values go in a corpus's
+    # metadata_filters. Guardrail types are known ones or x-<name>.
+    st.lists(st.one_of(
+        st.fixed_dictionaries({"id": IDS, "type": st.just("corpus"),
+                               "settings": st.fixed_dictionaries({"metadata_filters": FREE})}),
+        st.fixed_dictionaries({"id": IDS, "type": st.just("website"), "settings":
+                               st.fixed_dictionaries({"url": st.sampled_from(
+                                   ["https://a.example", "https://b.example/x"])})})),
+        max_size=3, unique_by=lambda e: e["id"]),
     entries(id=IDS, enabled=st.booleans(), config=FREE, actions=ACTIONS),
-    entries(type=IDS, enabled=st.booleans(), config=FREE),
+    entries(type=st.sampled_from(["toxicity", "pii-redaction", "x-a", "x-c.d", "custom-x:1"]),
+            enabled=st.booleans(), config=FREE),
 )
 
 
@@ -491,11 +500,11 @@ def test_case_collisions_refuse_the_upper_case_directory(run: Any, repo: Path) -
                  ("set", "Billing-Support", "model.temperature=0.5")):
         result = run(*args, repo=repo)
         assert result.code == 2 and "invalid agent id 'Billing-Support'" in result.err, result
-    on_disk = run("validate", repo=repo)
-    assert on_disk.code == 2
-    assert "directory name 'Billing-Support'" in on_disk.err and AGENT_ID_RULE in on_disk.err
+    on_disk = run("validate", repo=repo)  # one more problem; the other agents are checked
+    assert on_disk.code == 4
+    assert "directory name 'Billing-Support'" in on_disk.out and AGENT_ID_RULE in on_disk.out
     at_ref = run("validate", "--ref", "staging", repo=repo)
-    assert at_ref.code == 2 and "invalid agent id 'Billing-Support'" in at_ref.err
+    assert at_ref.code == 4 and "directory name 'Billing-Support'" in at_ref.out
     assert run("show", AGENT, repo=repo).code == 0  # the lower-case one is unaffected
     assert tree_state(repo) == before
 

@@ -312,11 +312,15 @@ def _yaml_dump(value: Any) -> str:
             return [blocks(x) for x in v]
         return LiteralScalarString(v) if isinstance(v, str) and "\n" in v.rstrip("\n") else v
 
+    from agentstage.escape import terminal
+
     yaml = YAML()
     yaml.default_flow_style = False
     out = io.StringIO()
     yaml.dump(blocks(value), out)
-    return out.getvalue()
+    # the literal blocks keep their line breaks; every control and invisible character in
+    # them (and any ruamel printed raw) is shown escaped
+    return terminal(out.getvalue(), newlines=True)
 
 
 # -- edits -------------------------------------------------------------------------------
@@ -516,6 +520,7 @@ def publish(obj: Context, agent: str, reason: str | None, dry_run: bool, remote:
 def _publish(obj: Context, agent: str, reason: str | None, dry_run: bool, remote: str | None,
              no_push: bool, fmt: str, **options: bool) -> None:
     from agentstage import publishing, render
+    from agentstage.errors import warn
 
     if remote and no_push:
         raise UsageError("--push and --no-push contradict each other",
@@ -523,7 +528,7 @@ def _publish(obj: Context, agent: str, reason: str | None, dry_run: bool, remote
     result = publishing.publish(obj.store, agent, reason, obj.author, dry_run, push=remote,
                                 local_only=no_push, **options)
     for line in result.get("repaired", []):
-        click.echo(f"warning: {line}", err=True)
+        warn(line)
     emit(fmt, result, lambda: render.publish_text(result, use_color()) + _pushed_text(result))
 
 
@@ -702,14 +707,15 @@ def _doctor_text(report: dict[str, Any]) -> str:
     if not report["findings"]:
         return "healthy: production, tags, locks and configurations agree"
     lines = []
+    one = _one_line
     for f in report["findings"]:
         state = "repaired" if f["repaired"] else ("repairable" if f["repairable"] else
                                                   f.get("severity", "problem"))
-        lines.append(f"{state:10} {f['kind']}: {f['where']}: {f['message']}")
+        lines.append(f"{state:10} {one(f['kind'])}: {one(f['where'])}: {one(f['message'])}")
         if f["repairable"] and not f["repaired"]:
-            lines.append(f"{'':10} run 'agentstage doctor --repair' to {f['repair']}")
+            lines.append(f"{'':10} run 'agentstage doctor --repair' to {one(f['repair'])}")
         elif f.get("fix") and not f["repaired"]:
-            lines.append(f"{'':10} fix: {f['fix']}")
+            lines.append(f"{'':10} fix: {one(f['fix'])}")
     left = sum(not f["repaired"] and f.get("severity", "problem") == "problem"
                for f in report["findings"])
     plural = "s" if left != 1 else ""
@@ -720,6 +726,13 @@ def _doctor_text(report: dict[str, Any]) -> str:
     else:
         lines.append("healthy, with the warnings above")
     return "\n".join(lines)
+
+
+def _one_line(value: Any) -> str:
+    """A finding's part (it may quote ref and directory names), escaped to stay on its line."""
+    from agentstage.escape import terminal
+
+    return terminal(str(value))
 
 
 @cli.command()
@@ -763,6 +776,13 @@ def _wants_json(args: Sequence[str]) -> bool:
     return "--format=json" in args or any(a == "--format" and b == "json" for a, b in pairs)
 
 
+def _say(prefix: str, message: str) -> None:
+    """An `error:`/`hint:` line on stderr, escaped (see escape.message)."""
+    from agentstage.escape import message as escaped
+
+    click.echo(prefix + escaped(message), err=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # pydantic looks for plugins among every installed package's entry points the first
@@ -781,21 +801,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("error: aborted", err=True)
         return 130
     except click.ClickException as exc:
-        message = exc.format_message()
-        click.echo(f"error: {message}", err=True)
+        _say("error: ", exc.format_message())
         ctx = getattr(exc, "ctx", None)
         if ctx is not None:
-            click.echo(f"hint: see '{ctx.command_path} --help'", err=True)
+            _say("hint: ", f"see '{ctx.command_path} --help'")
         return 2
     except AgentstageError as exc:
         if exc.payload is not None and _wants_json(args):
             click.echo(json.dumps(exc.payload, indent=2))
-        lines = exc.message.splitlines() or [""]
-        click.echo(f"error: {lines[0]}", err=True)
-        for line in lines[1:]:
-            click.echo(line, err=True)
+        _say("error: ", exc.message)
         if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+            _say("hint: ", exc.hint)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
@@ -803,7 +819,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("AGENTSTAGE_DEBUG") == "1":
             raise
-        click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
+        _say("error: ", f"internal error: {type(exc).__name__}: {exc}")
         click.echo("hint: this is a bug in agentstage; please report it with the command you "
                    "ran (AGENTSTAGE_DEBUG=1 shows the traceback)", err=True)
         return 70

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from agentstage.errors import InvalidConfig, NotFound, Problem
+from agentstage.escape import describe, hidden
 from agentstage.ids import AGENT_ID_RULE, is_agent_id, suggest_agent_id
 from agentstage.model import (
     AGENT_FILES,
@@ -139,7 +140,34 @@ def validate_section(doc: Document, section: Section) -> tuple[Any, list[Problem
             value = section.model.model_validate(data)
         except ValidationError as exc:
             problems += _problems(doc, section, exc, ())
+    problems += _hidden_keys(doc, section)
     return (None if problems else value), problems
+
+
+def _hidden_keys(doc: Document, section: Section) -> list[Problem]:
+    """Keys holding a control or invisible character (zero-width, bidi, tag characters):
+    refused wherever they are, free-form mappings included: `top\u200bp` displays as
+    `topp`, and a bidi override makes a key read as another."""
+    out: list[Problem] = []
+
+    def walk(node: Any, pos: Pos) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                char = hidden(str(key))
+                if char is not None:
+                    loc = (*pos, key)
+                    out.append(Problem(doc.file, doc.line_of(loc),
+                                       format_path(section, doc.data, loc),
+                                       f"key has the invisible or control character "
+                                       f"{describe(char)}: not allowed in a key (type the key "
+                                       "again)"))
+                walk(value, (*pos, key))
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, (*pos, index))
+
+    walk(doc.data, ())
+    return out
 
 
 def _shape_problems(doc: Document, section: Section, data: list[Any]) -> list[Problem]:

@@ -16,8 +16,11 @@ class Problem(NamedTuple):
     message: str
 
     def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        from agentstage.escape import terminal  # a key or file name must not start a line
+
+        file, path = terminal(self.file), terminal(self.path)
+        where = file if self.line is None else f"{file}:{self.line}"
+        return f"{where}: {path}: {self.message}" if path else f"{where}: {self.message}"
 
     def as_json(self) -> dict[str, object]:
         return {"file": self.file, "line": self.line, "path": self.path, "message": self.message}
@@ -71,5 +74,8 @@ class PolicyDenied(AgentstageError):
 
 
 def warn(message: str) -> None:
-    """Say something the user should know that is not the command's result (stderr)."""
-    print(f"warning: {message}", file=sys.stderr)
+    """Say something the user should know that is not the command's result (stderr); what
+    it quotes from the repository is shown escaped (see escape.message)."""
+    from agentstage.escape import message as escaped
+
+    print(f"warning: {escaped(message)}", file=sys.stderr)

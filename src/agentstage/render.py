@@ -6,13 +6,13 @@ decides about colour (NO_COLOR, not a terminal) and writes the result.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from agentstage.escape import hidden, markdown, md_code, md_html, terminal
 from agentstage.semdiff import LONG_TEXT, SECTION_ORDER, section_counts, summarize
 
 SHORT = 7
@@ -26,7 +26,6 @@ MARKERS = {"added": "+", "removed": "-", "modified": "~"}
 KIND_STYLE = {"added": "green", "removed": "red", "modified": "yellow"}
 
 _ANSI = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _INNER_AMBIGUOUS = re.compile(r", |: |[\[\]{}]")
 
 
@@ -39,12 +38,9 @@ def _paint(text: str, style: str, color: bool) -> str:
     return f"\x1b[{_ANSI[style]}m{text}\x1b[0m"
 
 
-def _clean(text: str, newlines_ok: bool = False) -> str:
-    """Control characters shown escaped, so a value cannot drive the terminal."""
-    def escape(match: re.Match[str]) -> str:
-        char = match.group()
-        return char if newlines_ok and char == "\n" else f"\\x{ord(char):02x}"
-    return _CONTROL.sub(escape, text)
+def _clean(text: Any, newlines_ok: bool = False) -> str:
+    """Text from the repository, safe on a terminal (see escape.terminal)."""
+    return terminal(str(text), newlines=newlines_ok)
 
 
 def _cut(text: str, width: int | None) -> str:
@@ -73,7 +69,7 @@ def _ambiguous(text: str, inner: bool, newlines_ok: bool) -> bool:
     except ValueError:
         pass
     body = text.replace("\n", "") if newlines_ok else text
-    if _CONTROL.search(body):
+    if hidden(body) is not None:  # "true\u200b" must not read as true
         return True
     return inner and _INNER_AMBIGUOUS.search(text) is not None
 
@@ -165,7 +161,7 @@ def _change_lines(changes: Sequence[Mapping[str, Any]], color: bool, indent: str
     *width* is the terminal's: values are cut so a line fits it; None: nothing is cut."""
     if not changes:
         return [indent + "no changes"]
-    paths = [str(c.get("path")) for c in changes]
+    paths = [_clean(c.get("path")) for c in changes]
     path_width = max((len(p) for p in paths if len(p) <= PATH_COLUMN), default=0)
     value_width = _value_width(width, path_width, indent)
     # production is cut to its share of the line; staging to what production leaves
@@ -176,12 +172,12 @@ def _change_lines(changes: Sequence[Mapping[str, Any]], color: bool, indent: str
     cells = {id(c): r for c, r in zip(changes, rows, strict=True)}
     lines: list[str] = []
     for section, items in _by_section(changes):
-        lines.append(indent + _paint(section, "bold", color))
+        lines.append(indent + _paint(_clean(section), "bold", color))
         for change in items:
             path, production, staging = cells[id(change)]
             kind = str(change.get("change"))
             style = KIND_STYLE.get(kind, "yellow")
-            head = f"{MARKERS.get(kind, '?')} {_clean(path)}".ljust(path_width + 2)
+            head = f"{MARKERS.get(kind, '?')} {path}".ljust(path_width + 2)
             before = f"{indent}  {head}  {production.ljust(prod_width)} {ARROW} "
             if width is not None:
                 staging = _cut(staging, max(MIN_VALUE_WIDTH, width - len(before)))
@@ -223,14 +219,14 @@ def _sides(diff: Mapping[str, Any], sides: tuple[str, str] = PRODUCTION_STAGING)
         prod = f"{sides[0]} {_short(commit)}"
     else:
         prod = "not published" if sides == PRODUCTION_STAGING else f"not in {sides[0]}"
-    return f"{prod} {ARROW} {sides[1]} {_short(staging.get('commit'))}"
+    return _clean(f"{prod} {ARROW} {sides[1]} {_short(staging.get('commit'))}")
 
 
 def diff_text(diff: Mapping[str, Any], color: bool,
               sides: tuple[str, str] = PRODUCTION_STAGING, width: int | None = None) -> str:
     """One agent's diff; *sides* names the old and new side (base and head for two
     revisions); *width* is the terminal's, None to show every value whole."""
-    agent = str(diff.get("agent"))
+    agent = _clean(diff.get("agent"))
     if not diff.get("has_changes"):
         if sides != PRODUCTION_STAGING:
             return f"{agent}: {sides[1]} is identical to {sides[0]}\n"
@@ -239,31 +235,32 @@ def diff_text(diff: Mapping[str, Any], color: bool,
     lines = [f"{_paint(agent, 'bold', color)}: {_sides(diff, sides)}"]
     if not changes:
         return "\n".join([*lines, FORMATTING_ONLY]) + "\n"
-    lines += [summarize(changes), "", *_change_lines(changes, color, width=width)]
+    lines += [_clean(summarize(changes)), "", *_change_lines(changes, color, width=width)]
     return "\n".join(lines) + "\n"
 
 
 def publish_text(result: Mapping[str, Any], color: bool, width: int | None = None) -> str:
-    agent = str(result.get("agent"))
+    agent = _clean(result.get("agent"))
     if not result.get("published") and not result.get("dry_run"):
         return _identical(agent) + "\n"
     verb = "Would publish" if result.get("dry_run") else "Published"
     if result.get("retired"):
         verb = "Would retire" if result.get("dry_run") else "Retired"
     where = "from" if result.get("dry_run") else "at"
-    title = (f"{verb} {_paint(agent, 'bold', color)} v{result.get('version')}"
-             f" ({result.get('tag')}) {where} {_short(result.get('commit'))}")
+    title = (f"{verb} {_paint(agent, 'bold', color)} v{_clean(result.get('version'))}"
+             f" ({_clean(result.get('tag'))}) {where} {_clean(_short(result.get('commit')))}")
     changes = list(result.get("changes") or [])
     if not changes:
         return f"{title}\n{FORMATTING_ONLY}\n"
-    return "\n".join([title, summarize(changes), "", *_change_lines(changes, color, width=width)]
-                     ) + "\n"
+    return "\n".join([title, _clean(summarize(changes)), "",
+                      *_change_lines(changes, color, width=width)]) + "\n"
 
 
 def preview_text(preview: Mapping[str, Any], color: bool, width: int | None = None) -> str:
-    agent = str(preview.get("agent"))
-    action = str(preview.get("action") or "revert")
-    lines = [f"{_paint(agent, 'bold', color)}: preview of {action} {preview.get('tag')}", ""]
+    agent = _clean(preview.get("agent"))
+    action = _clean(preview.get("action") or "revert")
+    lines = [f"{_paint(agent, 'bold', color)}: preview of {action} {_clean(preview.get('tag'))}",
+             ""]
     blocks = (("staging", f"In staging (now {ARROW} after {action}):"),
               ("production", "In production after the next publish:"))
     conflicts = list(preview.get("conflicts") or [])
@@ -291,10 +288,10 @@ def preview_text(preview: Mapping[str, Any], color: bool, width: int | None = No
 def _conflict_line(clash: Mapping[str, Any], preview: Mapping[str, Any],
                    width: int | None) -> str:
     """`path: vN set X, staging now has Y`, values escaped (markdown escapes the line)."""
-    path = _clean(str(clash.get("path")))
+    path = _clean(clash.get("path"))
     if "staging" not in clash:
         return path
-    version = str(preview.get("tag") or "").rpartition("/")[2] or "the publish"
+    version = _clean(str(preview.get("tag") or "").rpartition("/")[2] or "the publish")
 
     def shown(key: str) -> str:
         if clash.get(f"{key}_absent"):
@@ -311,7 +308,7 @@ def _local_minute(stamp: Any) -> str:
     try:
         when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
     except ValueError:
-        return str(stamp)
+        return _clean(stamp)
     if when.tzinfo is not None:
         when = when.astimezone()
     return when.strftime("%Y-%m-%d %H:%M")
@@ -326,7 +323,7 @@ def history_text(entries: Sequence[Mapping[str, Any]], color: bool) -> str:
         who = entry.get("published_by") or {}
         by = f"{who.get('name', '')} <{who.get('email', '')}>"
         reason = _cut(_clean(str(entry.get("reason") or "").split("\n")[0]), 60)
-        marks = [f"({word} {', '.join(map(str, entry[key]))})"
+        marks = [f"({word} {_clean(', '.join(map(str, entry[key])))})"
                  for key, word in (("reverts", "reverts"), ("restores", "restores"))
                  if entry.get(key)]
         if entry.get("retired"):
@@ -346,10 +343,10 @@ def agents_text(rows: Sequence[Mapping[str, Any]], color: bool) -> str:
     for row in rows:
         version = (row.get("production") or {}).get("version")
         differs = bool(row.get("staging_differs"))
-        production = "not published" if version is None else f"v{version}"
+        production = "not published" if version is None else f"v{_clean(version)}"
         if row.get("retired"):
-            production = f"retired (v{version})"
-        table.append([str(row.get("agent")), _cut(_clean(str(row.get("name") or "")), 40),
+            production = f"retired (v{_clean(version)})"
+        table.append([_clean(row.get("agent")), _cut(_clean(row.get("name") or ""), 40),
                       production, "changed" if differs else
                       ("-" if row.get("retired") else "same")])
         styles.append([None, None, None if version is not None else "dim",
@@ -360,19 +357,9 @@ def agents_text(rows: Sequence[Mapping[str, Any]], color: bool) -> str:
 # -- markdown --------------------------------------------------------------------------
 
 
-def _md_code(text: str) -> str:
-    """Inline code safe in a table cell: each line its own code span, joined by <br>."""
-    parts = []
-    for line in _clean(text.replace("\r\n", "\n"), newlines_ok=True).split("\n"):
-        if not line:
-            parts.append("")
-            continue
-        run = max((len(m) for m in re.findall(r"`+", line)), default=0)
-        fence = "`" * (run + 1)
-        pad = " " if (line[0] == "`" or line[-1] == "`"
-                      or (line[0] == " " and line[-1] == " " and line.strip())) else ""
-        parts.append(f"{fence}{pad}{line}{pad}{fence}")
-    return "<br>".join(parts).replace("|", "\\|")
+def _md_code(text: Any) -> str:
+    """Inline code safe in a table cell (see escape.md_code)."""
+    return md_code(str(text))
 
 
 def _md_cell(change: Mapping[str, Any], side: str, text_diffs: bool = True) -> str:
@@ -394,9 +381,10 @@ def _md_fence(lines: Sequence[str]) -> str:
 def _md_section(section: str, changes: Sequence[Mapping[str, Any]],
                 columns: tuple[str, str] = ("Production", "Staging"),
                 text_diffs: bool = True) -> str:
-    out = [f"#### {section}", "", f"| Field | {columns[0]} | {columns[1]} |", "|---|---|---|"]
+    out = [f"#### {markdown(section)}", "", f"| Field | {columns[0]} | {columns[1]} |",
+           "|---|---|---|"]
     for change in changes:
-        out.append(f"| {_md_code(str(change.get('path')))}"
+        out.append(f"| {_md_code(change.get('path'))}"
                    f" | {_md_cell(change, 'production', text_diffs)}"
                    f" | {_md_cell(change, 'staging', text_diffs)} |")
     for change in changes if text_diffs else ():
@@ -404,20 +392,20 @@ def _md_section(section: str, changes: Sequence[Mapping[str, Any]],
         if change.get("text_diff") is None:
             continue
         fence = _md_fence(text_diff)
-        out += ["", f"<details><summary>{html.escape(str(change.get('path')))}</summary>", "",
+        out += ["", f"<details><summary>{md_html(str(change.get('path')))}</summary>", "",
                 f"{fence}diff", *text_diff, fence, "", "</details>"]
     return "\n".join(out)
 
 
 def _md_fields(section: str, changes: Sequence[Mapping[str, Any]]) -> str:
     """A section as the list of its changed fields, without values (a comment cut to fit)."""
-    items = (f"{MARKERS.get(str(c.get('change')), '?')} {_md_code(str(c.get('path')))}"
+    items = (f"{MARKERS.get(str(c.get('change')), '?')} {_md_code(c.get('path'))}"
              for c in changes)
-    return f"**{section}**: " + ", ".join(items)
+    return f"**{markdown(section)}**: " + ", ".join(items)
 
 
 def _md_count(changes: Sequence[Mapping[str, Any]]) -> str:
-    counts = ", ".join(f"{s} {n}" for s, n in section_counts(changes))
+    counts = ", ".join(f"{markdown(s)} {n}" for s, n in section_counts(changes))
     return f"{_plural(len(changes), 'change')} ({counts})"
 
 
@@ -426,12 +414,12 @@ def _md_sides(diff: Mapping[str, Any], sides: tuple[str, str] = ("Production", "
     staging = diff.get("staging") or {}
     version, commit = production.get("version"), production.get("commit")
     if version is not None:
-        prod = f"{sides[0]} v{version} (`{_short(commit)}`)"
+        prod = f"{sides[0]} v{markdown(str(version))} ({_md_code(_short(commit))})"
     elif commit:
-        prod = f"{sides[0]} `{_short(commit)}`"
+        prod = f"{sides[0]} {_md_code(_short(commit))}"
     else:
         prod = f"{sides[0]}: not published"
-    return f"{prod} {ARROW} {sides[1]} `{_short(staging.get('commit'))}`"
+    return f"{prod} {ARROW} {sides[1]} {_md_code(_short(staging.get('commit')))}"
 
 
 # How much of one agent a comment shows, most first: tables and text diffs; tables;
@@ -445,7 +433,7 @@ LEVEL_CUTS = {TABLES: "line diffs of long texts not shown",
 def _md_agent(diff: Mapping[str, Any], level: int = FULL,
               sides: tuple[str, str] = ("Production", "Staging")) -> str:
     """One agent's markdown diff, shown down to *level*."""
-    agent = f"**{diff.get('agent')}**"
+    agent = f"**{markdown(str(diff.get('agent')))}**"
     if not diff.get("has_changes"):
         if sides == ("Production", "Staging"):
             return f"{agent}: staging is identical to production, nothing to publish"
@@ -475,7 +463,7 @@ NAMES_SHOWN = 5
 
 
 def _names(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:NAMES_SHOWN])
+    shown = ", ".join(markdown(name) for name in names[:NAMES_SHOWN])
     return shown + (", …" if len(names) > NAMES_SHOWN else "")
 
 
@@ -556,15 +544,24 @@ def diffs_markdown(diffs: Sequence[Mapping[str, Any]], limit: int = 65000, *,
         rest = [str(d.get("agent")) for d in diffs[shown:]]
         notes.append(f"- not shown at all: {_names(rest)} ({_plural(len(rest), 'agent')})")
     footer = (f"*Cut to fit a {limit:,}-character comment:*\n\n" + "\n".join(notes)
-              + f"\n\nRun `{rerun}` for the whole diff.")
+              + f"\n\nRun {_md_code(rerun)} for the whole diff.")
     out = join(blocks) + "\n\n" + footer + "\n"
-    return out if md_size(out) <= limit else out[: max(limit - 2, 0)] + "…\n"
+    return out if md_size(out) <= limit else _md_cut(out, limit)
+
+
+def _md_cut(text: str, limit: int) -> str:
+    """*text* cut to whole lines within *limit*: a code span cut in half would let what
+    follows it be read as markdown."""
+    cut = text[: max(limit - 2, 0)]
+    while md_size(cut) > max(limit - 2, 0):
+        cut = cut[: -max(1, (md_size(cut) - limit) // 2)]
+    return cut[: cut.rfind("\n") + 1] + "…\n"
 
 
 def preview_markdown(preview: Mapping[str, Any]) -> str:
-    agent = preview.get("agent")
-    action = str(preview.get("action") or "revert")
-    out = [f"**{agent}**: preview of {action} `{preview.get('tag')}`"]
+    agent = markdown(str(preview.get("agent")))
+    action = markdown(str(preview.get("action") or "revert"))
+    out = [f"**{agent}**: preview of {action} {_md_code(preview.get('tag'))}"]
     blocks = (("staging", f"In staging (now {ARROW} after {action})",
                ("Staging now", f"After {action}")),
               ("production", "In production after the next publish",

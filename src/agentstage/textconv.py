@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from agentstage.escape import hidden, terminal
 from agentstage.layout import LIST_KEYS
 from agentstage.semdiff import entry_path, key_path
 
@@ -22,7 +23,7 @@ FILE_SECTIONS = {"agent.yaml": "settings", **{f"{s}.yaml": s for s in LIST_KEYS}
 # these every entry has, unique; otherwise by position. Plain values are `path[]: value`.
 FALLBACK_KEYS = ("id", "type", "name")
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_BYTE_CONTROL = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]")
 _PLAIN_UNSAFE = re.compile(r"[-+]?(\.?[0-9]|\.inf|\.nan)|~|null|true|false|[\[{\"'|>&*!%@`#]",
                            re.IGNORECASE)
 
@@ -56,7 +57,7 @@ def guess_section(data: Any, name: str | None = None) -> str | None:
 def scalar(value: Any) -> str:
     """A one-line value: strings bare unless they would read as something else."""
     if isinstance(value, str):
-        if (value == "" or value != value.strip() or _CONTROL.search(value) or "\n" in value
+        if (value == "" or value != value.strip() or hidden(value) is not None
                 or _PLAIN_UNSAFE.match(value)):
             return json.dumps(value, ensure_ascii=False)
         return value
@@ -67,9 +68,8 @@ def scalar(value: Any) -> str:
 
 def _text_lines(path: str, text: str) -> Iterator[str]:
     body = text[:-1] if text.endswith("\n") else text
-    for line in body.split("\n"):
-        shown = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
-        yield f"{path}| {shown}".rstrip()
+    for line in body.split("\n"):  # escaped first: rstrip would take U+2028 and U+0085 too
+        yield f"{path}| {terminal(line)}".rstrip()
     if not text.endswith("\n"):
         yield f"{path}|\\ no newline at end of text"
 
@@ -115,6 +115,15 @@ def flatten(value: Any, path: str = "", key: str | None = None) -> Iterator[str]
     yield f"{path}: {scalar(value)}" if path else scalar(value)
 
 
+def _plain(raw: bytes) -> bytes:
+    """A file that is not YAML we accept, as it is, except what would drive the terminal:
+    escaped (in a file that is not UTF-8, only the ASCII controls can be told)."""
+    try:
+        return terminal(raw.decode("utf-8"), newlines=True).encode("utf-8")
+    except UnicodeDecodeError:
+        return _BYTE_CONTROL.sub(lambda m: b"\\x%02x" % m.group()[0], raw)
+
+
 def convert(raw: bytes, name: str | None = None) -> bytes:
     """The field-level view of one agent file, or *raw* unchanged when it is not YAML."""
     from agentstage.yamlload import parse_yaml
@@ -127,8 +136,9 @@ def convert(raw: bytes, name: str | None = None) -> bytes:
         else:
             lines = list(flatten(data, section, LIST_KEYS[section]))
     except Exception:  # not YAML, or not YAML we accept: git shows the plain diff instead
-        return raw
-    return ("\n".join(lines) + "\n").encode("utf-8")
+        return _plain(raw)
+    # one field per line: a line break or control in a key or value is shown escaped
+    return ("\n".join(terminal(line) for line in lines) + "\n").encode("utf-8")
 
 
 __all__ = ["convert", "flatten", "guess_section", "scalar"]

@@ -111,13 +111,15 @@ def validate_ref(store: Store, ref: str, names: list[str]) -> list[dict[str, Any
 
 
 def render_results(results: list[dict[str, Any]]) -> str:
+    from agentstage.escape import terminal  # paths, keys and file names from the repository
+
     lines = []
     for r in results:
         if r["valid"]:
-            lines.append(f"ok       {r['path']}")
+            lines.append(f"ok       {terminal(r['path'])}")
         else:
-            lines.append(f"invalid  {r['path']}")
-            lines.extend(f"  {Problem(**p)}" for p in r["problems"])
+            lines.append(f"invalid  {terminal(r['path'])}")
+            lines.extend(f"  {terminal(str(Problem(**p)))}" for p in r["problems"])
     bad = sum(not r["valid"] for r in results)
     lines.append(f"{len(results)} agent{'s' if len(results) != 1 else ''} checked, "
                  f"{bad} invalid" if bad else f"{len(results)} agent"
