@@ -771,6 +771,11 @@ def serve(obj: Context, host: str, port: int, auth: str, allowed_hosts: tuple[st
 # -- entry point -------------------------------------------------------------------------
 
 
+# click 8.2+ raises this for a group run without a subcommand; 8.1 printed the help itself
+NO_ARGS_IS_HELP: tuple[type[Exception], ...] = tuple(
+    e for e in [getattr(click.exceptions, "NoArgsIsHelpError", None)] if e is not None)
+
+
 def _wants_json(args: Sequence[str]) -> bool:
     pairs = zip(args, [*args[1:], ""], strict=False)
     return "--format=json" in args or any(a == "--format" and b == "json" for a, b in pairs)
@@ -794,8 +799,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.NoArgsIsHelpError as exc:  # `agentstage`, `agentstage hooks`
-        click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+    except NO_ARGS_IS_HELP as exc:  # `agentstage`, `agentstage hooks`: help, as git does
+        ctx = getattr(exc, "ctx", None)
+        click.echo(ctx.get_help() if ctx is not None else str(exc))
         return 0
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
