@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
 from agentstage import __version__
@@ -26,6 +26,7 @@ from agentstage.errors import (
 )
 from agentstage.server.auth import Auth
 from agentstage.server.guard import Guard, error_body
+from agentstage.server.metrics import Metrics, Observe
 
 log = logging.getLogger("agentstage.server")
 
@@ -119,6 +120,7 @@ def create_app(repo: str | Path, auth: Auth | None = None,
     app.state.repo = str(repo)
     app.state.auth = auth or Auth()
     app.state.write_lock = threading.Lock()
+    app.state.metrics = metrics = Metrics()
     app.add_exception_handler(AgentstageError, _agentstage_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
@@ -132,5 +134,23 @@ def create_app(repo: str | Path, auth: Auth | None = None,
         """For load balancers: no credentials needed."""
         return {"status": "ok"}
 
+    @app.get("/metrics", tags=["server"], response_class=PlainTextResponse)
+    def prometheus() -> PlainTextResponse:
+        """Prometheus text: requests by route and status, their latency, publishes."""
+        return PlainTextResponse(metrics.text(), media_type="text/plain; version=0.0.4")
+
     app.add_middleware(Guard, hosts=frozenset(h.lower() for h in hosts))
+    app.add_middleware(Observe, metrics=metrics, identity=_log_identity(app.state.auth, repo))
     return app
+
+
+def _log_identity(auth: Auth, repo: str | Path) -> str:
+    """Who the access log names for a request that did not resolve its identity (a read):
+    with --auth none every request acts as the CLI's identity."""
+    from agentstage.agents import resolve_identity
+    from agentstage.store import Store
+
+    try:
+        return str(resolve_identity(Store.open(repo), auth.author))
+    except AgentstageError:
+        return "-"

@@ -52,6 +52,7 @@ def publish(request: Request, store: StoreDep, who: Who, agent_id: str,
 
     result: dict[str, Any] = one_writer(request, lambda: run(store, agent_id, body.reason,
                                                              who))
+    request.app.state.metrics.published(agent_id)
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import signal
 import socket
 import sys
@@ -61,6 +62,12 @@ def serve(repo: str | None, host: str, port: int, auth: str, author: str | None,
     app = create_app(where, Auth("none", author), hosts=hosts)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             server_header=False, timeout_graceful_shutdown=30)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    access = logging.getLogger("agentstage.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
     print(f"http://{shown}:{bound}", flush=True)
     print(f"agentstage: serving {where} as {who} (--auth none); stop with Ctrl-C or SIGTERM",
           file=sys.stderr, flush=True)
