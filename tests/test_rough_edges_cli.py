@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import git
+from conftest import ROOT, commit_all, git, tree_state, write_agent
 
 AGENT_YAML = "agents/billing-support/agent.yaml"
 
@@ -159,8 +159,6 @@ def test_show_env_close_to_a_real_one_is_a_usage_error(run: Any, repo: Path, env
 
 
 def test_publish_without_m_says_pass_m(run: Any, repo: Path) -> None:
-    from conftest import tree_state
-
     before = tree_state(repo)
     result = run("publish", "billing-support", repo=repo)
     assert (result.code, result.out) == (2, "")
@@ -171,8 +169,6 @@ def test_publish_without_m_says_pass_m(run: Any, repo: Path) -> None:
 
 
 def test_publish_dry_run_needs_no_m(run: Any, repo: Path) -> None:
-    from conftest import tree_state
-
     before = tree_state(repo)
     result = run("publish", "billing-support", "--dry-run", "--format", "json", repo=repo)
     assert result.code == 0, result.err
@@ -195,8 +191,6 @@ def test_publish_dry_run_needs_no_m(run: Any, repo: Path) -> None:
 def test_a_bad_identity_names_its_source(run: Any, repo: Path, monkeypatch: pytest.MonkeyPatch,
                                          args: tuple[str, ...], env: str, message: str,
                                          hint: str) -> None:
-    from conftest import tree_state
-
     monkeypatch.setenv("AGENTSTAGE_AUTHOR", env)
     before = tree_state(repo)
     result = run(*args, "publish", "billing-support", "-m", "why", repo=repo)
@@ -225,8 +219,6 @@ def test_show_says_which_configuration_it_shows(run: Any, repo: Path, bare: Path
 
 
 def test_a_bad_directory_name_does_not_stop_validate(run: Any, repo: Path) -> None:
-    from conftest import write_agent
-
     write_agent(repo, "Old_Bot", {"agent.yaml": "name: Old\nmodel: {name: m, temprature: 1}\n"})
     hr = repo / "agents/hr-helpdesk/agent.yaml"
     hr.write_text(hr.read_text().replace("access: private", "access: everyone"))
@@ -250,8 +242,6 @@ def test_a_bad_directory_name_does_not_stop_validate(run: Any, repo: Path) -> No
 @pytest.mark.parametrize("fixture", ["repo", "bare"])
 def test_a_bad_directory_name_at_a_ref_does_not_stop_validate(
         run: Any, repo: Path, request: pytest.FixtureRequest, fixture: str) -> None:
-    from conftest import commit_all, write_agent
-
     write_agent(repo, "Old_Bot", {"agent.yaml": "name: Old\nmodel: {name: m}\n"})
     commit_all(repo, "an agent with a bad directory name")
     where = repo if fixture == "repo" else request.getfixturevalue("bare")
@@ -276,8 +266,6 @@ def test_validate_ref_with_a_bad_id_typed_is_still_a_usage_error(run: Any, repo:
 
 
 def test_readme_agents_example_is_the_real_output(run: Any, repo: Path) -> None:
-    from conftest import ROOT
-
     readme = (ROOT / "README.md").read_text()
     start = readme.index("**`agentstage agents`**")
     block = readme[readme.index("```\n", start) + 4:]
@@ -343,8 +331,6 @@ SHAPES: list[tuple[str, str, str, list[str]]] = [
                          ids=[c[0] for c in SHAPES])
 def test_a_typo_in_a_known_shape_is_located(run: Any, repo: Path, file: str, text: str,
                                             expected: list[str]) -> None:
-    from conftest import tree_state, write_agent
-
     write_agent(repo, "bot", {"agent.yaml": AGENT, file: text})
     before = tree_state(repo)
     result = run("validate", "agents/bot", repo=repo)
@@ -355,8 +341,6 @@ def test_a_typo_in_a_known_shape_is_located(run: Any, repo: Path, file: str, tex
 
 
 def test_known_shapes_and_custom_guardrails_are_valid(run: Any, repo: Path) -> None:
-    from conftest import write_agent
-
     write_agent(repo, "bot", {
         "agent.yaml": AGENT,
         "guardrails.yaml": "- type: custom-profanity-filter\n  config: {words: [darn]}\n"
@@ -372,8 +356,6 @@ def test_known_shapes_and_custom_guardrails_are_valid(run: Any, repo: Path) -> N
 
 
 def test_set_with_a_settings_typo_is_refused(run: Any, repo: Path) -> None:
-    from conftest import tree_state
-
     before = tree_state(repo)
     result = run("set", "billing-support", "knowledge[public-pricing].settings.crawl_dept=2",
                  repo=repo)
