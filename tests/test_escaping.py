@@ -725,3 +725,15 @@ def test_textconv_escapes_arbitrary_content(raw: bytes) -> None:
         assert re.search(rb"[\x00-\x09\x0b-\x1f\x7f]", out) is None
         return
     assert_inert(text)
+
+
+def test_readme_section_names_tests_that_exist() -> None:
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Untrusted repositories and pull requests", 1)[1].split("\n## ")[0]
+    named = re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?", section)
+    assert named
+    for file, test in named:
+        source = (ROOT / file).read_text()
+        assert not test or f"def {test}(" in source, f"{file}::{test} does not exist"
