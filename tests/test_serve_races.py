@@ -112,3 +112,38 @@ def test_a_race_with_if_match_is_412_and_writes_nothing(paused: Paused, run: Any
     assert r.status_code == 412, r.text
     assert r.json()["error"]["code"] == "precondition_failed"
     assert git(repo, "rev-parse", "staging") == moved[0]
+
+
+def test_sigterm_lets_a_write_in_flight_finish(tmp_path: Path) -> None:
+    """SIGTERM while an edit is held before its commit: the server stops listening at once,
+    the edit still commits and is answered, then the process exits 0."""
+    import signal
+    import socket
+
+    release = tmp_path / "release"
+    env = server_env(tmp_path / "home", AGENTSTAGE_PAUSE_AT="api:edit-planned",
+                     AGENTSTAGE_PAUSE_FILE=str(release))
+    running = Server(sample_repo(tmp_path), env)
+    paused = Paused(running, release)
+
+    def stop_listening() -> None:
+        running.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while True:  # wait until the listening socket is closed: shutdown has begun
+            try:
+                socket.create_connection(("127.0.0.1", running.port), timeout=1).close()
+            except OSError:
+                return
+            assert time.monotonic() < deadline, "the server kept listening after SIGTERM"
+            time.sleep(0.01)
+
+    paused.between = stop_listening
+    try:
+        r = paused.send("PATCH", "/api/v2/agents/hr-helpdesk/fields",
+                        json={"set": {"description": "finished during shutdown"}})
+    finally:
+        release.touch()
+        code = running.stop()
+    assert r.status_code == 200, r.text
+    assert r.json()["commit"] == git(running.repo, "rev-parse", "staging")
+    assert code == 0, running.stderr
