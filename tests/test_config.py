@@ -445,7 +445,8 @@ def test_read_agent_dir_reads_the_files(tmp_path: Path) -> None:
     (tmp_path / "agent.yaml").write_text(AGENT)
     (tmp_path / "README.md").write_text("hi")
     (tmp_path / ".hidden").write_text("skipped")
-    assert read_agent_dir(tmp_path) == {"agent.yaml": AGENT.encode(), "README.md": b"hi"}
+    assert read_agent_dir(tmp_path) == {"agent.yaml": AGENT.encode(), "README.md": b"hi",
+                                        ".hidden": b"skipped"}
 
 
 def _disk_problems(path: Path, where: str | None = None) -> list[str]:

@@ -155,7 +155,7 @@ def test_only_the_agents_a_push_changes_are_checked(run: Any, clone: Path, serve
 
 def test_other_refs_are_allowed_even_when_invalid(clone: Path, server: Path) -> None:
     edit(clone, "temperature: 0.2", "temperature: 7")
-    done = push(clone, "HEAD:refs/heads/experiment", "HEAD:refs/tags/release-1")
+    done = push(clone, "HEAD:refs/heads/experiment", "HEAD:refs/tags/release-1.0")
     assert done.returncode == 0, done.stderr
 
 

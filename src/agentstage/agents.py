@@ -127,7 +127,7 @@ def agent_state(store: Store, agent: str, must_exist: bool = True) -> AgentState
     return AgentState(agent, staging, production, version, local, remote, live)
 
 
-VERSION_RE = re.compile(r"v[1-9][0-9]*")  # ASCII digits only: str.isdigit takes any script
+VERSION_RE = re.compile(r"v[1-9][0-9]{0,17}")  # ASCII digits, and few: int() caps digits
 
 
 def parse_tag(agent: str, text: str) -> tuple[str, int]:

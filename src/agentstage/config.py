@@ -261,8 +261,15 @@ def load_agent(agent: str, files: Mapping[str, bytes], where: str | None = None)
         problems.append(Problem(base, None, "", f"directory name {agent!r} is not a valid agent id:"
                                 f" an agent id is {AGENT_ID_RULE} (rename it, e.g. to "
                                 f"{suggest_agent_id(agent)!r})"))
-    for name in files:
-        if name not in SECTION_BY_FILE and not name.endswith(DOC_SUFFIXES):
+    for name, data in files.items():
+        if name.startswith("."):
+            problems.append(Problem(f"{base}/{name}", None, "", "hidden files are not allowed "
+                                    "in an agent: what goes live is what everyone sees "
+                                    "(remove it, or rename it without the dot)"))
+        elif len(data) > MAX_FILE_BYTES:
+            problems.append(Problem(f"{base}/{name}", None, "", f"file is {len(data)} bytes, "
+                                    f"over the cap of {MAX_FILE_BYTES}"))
+        elif name not in SECTION_BY_FILE and not name.endswith(DOC_SUFFIXES):
             close = difflib.get_close_matches(name, AGENT_FILES, n=1)
             hint = (f" (did you mean {close[0]}?)" if close
                     else f" (expected {', '.join(AGENT_FILES)})")
@@ -271,6 +278,8 @@ def load_agent(agent: str, files: Mapping[str, bytes], where: str | None = None)
     for section in SECTIONS:
         raw = files.get(section.file)
         file = f"{base}/{section.file}"
+        if raw is not None and len(raw) > MAX_FILE_BYTES:
+            continue  # named above
         if raw is None:
             if not section.is_list:
                 problems.append(Problem(file, None, "", "missing: every agent needs agent.yaml"))

@@ -26,12 +26,12 @@ from agentstage.policy import (
     parse_policy,
     pusher,
 )
-from agentstage.store import PRODUCTION_PREFIX, STAGING, Store, tag_ref
+from agentstage.store import PRODUCTION_PREFIX, STAGING, Store, TagInfo
 
 CLIENT_HOOKS = ("pre-commit",)
 SERVER_HOOKS = ("pre-receive",)
 KEPT_SUFFIX = ".local"
-PUBLISH_TAG_RE = re.compile(r"refs/tags/([^/]+)/v([0-9]+)")
+PUBLISH_TAG_RE = re.compile(r"refs/tags/([^/]+)/v([1-9][0-9]*)")
 
 
 def load_agent(agent: str, files: Mapping[str, bytes]) -> None:
@@ -211,8 +211,52 @@ def quarantine_dirs(env: Mapping[str, str]) -> list[str]:
     return [os.path.abspath(d) for d in dirs if d]
 
 
+def protected_blocker(ref: str) -> str | None:
+    """Why *ref* may not be created or moved by anyone: it would block a protected ref in
+    git's ref storage (a name cannot be both a ref and a directory of refs, so
+    refs/tags/bot/v2/x makes refs/tags/bot/v2 impossible forever), or it takes a name the
+    protected namespaces reserve. None when the name blocks nothing."""
+    parts = ref.split("/")
+    if ref in ("refs", "refs/heads", "refs/tags", "refs/meta"):
+        return f"{ref} would block every ref under it, the protected ones too"
+    if ref.startswith(STAGING + "/"):
+        return "a ref under refs/heads/staging/ would block staging itself"
+    if ref == PRODUCTION_PREFIX.rstrip("/"):
+        return "refs/heads/production would block every agent's production ref"
+    if ref.startswith(PRODUCTION_PREFIX):
+        rest = ref[len(PRODUCTION_PREFIX):]
+        if is_agent_id(rest):
+            return None
+        owner = rest.split("/")[0]
+        if "/" in rest and is_agent_id(owner):
+            return f"would block {PRODUCTION_PREFIX}{owner}, the production of {owner}"
+        return ("refs/heads/production/ holds only production/<agent-id> refs, and "
+                f"{rest!r} is not an agent id")
+    if ref.startswith(META_REF + "/"):
+        return f"a ref under {META_REF}/ would block the policy ref {META_REF}"
+    if parts[:2] == ["refs", "tags"] and len(parts) >= 3 and is_agent_id(parts[2]):
+        agent = parts[2]
+        if len(parts) == 3:
+            return (f"a tag named like an agent id would block {agent}'s publish tags "
+                    f"(refs/tags/{agent}/vN); tags named like an agent id are reserved")
+        if len(parts) == 4 and PUBLISH_TAG_RE.fullmatch(ref):
+            return None
+        if len(parts) > 4 and PUBLISH_TAG_RE.fullmatch("/".join(parts[:4])):
+            return f"would block {agent}'s publish tag refs/tags/{'/'.join(parts[2:4])}"
+        return (f"refs/tags/{agent}/ is reserved for {agent}'s publish tags "
+                f"({agent}/v1, {agent}/v2, ...: v and a number without leading zeros)")
+    return None
+
+
+def _blocker_hint(ref: str) -> str:
+    if ref.startswith("refs/tags/"):
+        return "hint: name the tag otherwise: with a dot or a capital letter, e.g. release-1.0"
+    return "hint: name it otherwise, outside staging/, production/ and refs/meta/agentstage/"
+
+
 def check_push(store: Store, updates: list[RefUpdate], who: str | None) -> list[Refusal]:
-    """Every ref of the push against DESIGN.md section 7; the refusals (empty: accept)."""
+    """Every ref of the push against DESIGN.md section 7; the refusals (empty: accept).
+    A push to a symbolic ref on the server is checked as the ref it resolves to."""
     try:
         policy = load_policy(store, store.ref(META_REF))
     except InvalidConfig as exc:
@@ -223,8 +267,24 @@ def check_push(store: Store, updates: list[RefUpdate], who: str | None) -> list[
         return [Refusal(u.ref, f"no pusher identity: the server has a policy but ${var} is "
                         "unset; push through the git host so it authenticates you (or set "
                         "git config agentstage.identity on the server)", []) for u in updates]
-    rules = _Rules(store, updates, policy, who)
-    return [r for u in updates if (r := rules.check(u)) is not None]
+    shown: dict[str, str] = {}
+    resolved = []
+    for u in updates:
+        target = store.symbolic_target(u.ref)
+        if target is not None and target != u.ref:
+            shown[target] = f"{u.ref} (a symbolic ref to {target})"
+            u = u._replace(ref=target)
+        resolved.append(u)
+    rules = _Rules(store, resolved, policy, who)
+    return [r._replace(ref=shown.get(r.ref, r.ref)) for u in resolved
+            if (r := rules.check(u)) is not None]
+
+
+class _Tag(NamedTuple):
+    """A publish tag the push creates: its number's digits and its update."""
+
+    digits: str
+    update: RefUpdate
 
 
 class _Rules:
@@ -232,12 +292,15 @@ class _Rules:
                  who: str | None) -> None:
         self.store, self.policy, self.who = store, policy, who
         self.by_ref = {u.ref: u for u in updates}
-        self.new_tags: dict[str, list[int]] = {}
+        self.new_tags: dict[str, list[_Tag]] = {}
         for u in updates:
             match = PUBLISH_TAG_RE.fullmatch(u.ref)
             if match and is_agent_id(match[1]) and u.old is None and u.new is not None:
-                self.new_tags.setdefault(match[1], []).append(int(match[2]))
+                self.new_tags.setdefault(match[1], []).append(_Tag(match[2], u))
+        for tags in self.new_tags.values():
+            tags.sort(key=lambda t: (len(t.digits), t.digits))  # no int(): 5000 digits
         self.latest: dict[str, int] = {}
+        self._existing: set[str] | None = None
 
     def latest_version(self, agent: str) -> int:
         if agent not in self.latest:
@@ -248,6 +311,10 @@ class _Rules:
 
     def check(self, u: RefUpdate) -> Refusal | None:
         try:
+            if u.new is not None:
+                blocker = protected_blocker(u.ref)
+                if blocker:
+                    return Refusal(u.ref, f"refused: {blocker}", [_blocker_hint(u.ref)])
             return self._check(u)
         except InvalidConfig as exc:  # a tree or tag that cannot be read strictly
             return Refusal(u.ref, "refused: what it points at cannot be read as agentstage "
@@ -264,7 +331,24 @@ class _Rules:
             reason, details = self.tag(u, match[1], match[2])
         else:
             return None
+        if not reason and u.old is None:
+            reason = self.blocked_by_existing(u.ref)
         return Refusal(u.ref, reason, details) if reason else None
+
+    def blocked_by_existing(self, ref: str) -> str | None:
+        """A ref already on the server that git's ref storage cannot hold beside *ref*
+        (left there before this rule), which would make git fail to create *ref* after
+        this hook said yes: in a push without --atomic, the rest would go through."""
+        if self._existing is None:
+            self._existing = set(self.store.refs("refs/"))
+        parts = ref.split("/")
+        found = [p for p in ("/".join(parts[:n]) for n in range(2, len(parts)))
+                 if p in self._existing]
+        found += sorted(r for r in self._existing if r.startswith(ref + "/"))[:3]
+        if not found:
+            return None
+        return (f"cannot be created: the server has {found[0]}, and git cannot hold both "
+                f"names; an admin must delete it first (git push REMOTE :{found[0]})")
 
     def _forward(self, u: RefUpdate, what: str, hint: str) -> str | None:
         if u.new is None:
@@ -295,6 +379,11 @@ class _Rules:
                    "again", [str(p) for p in problems]
         return None, []
 
+    def staging_after(self) -> str | None:
+        """Staging as it is once this push is done."""
+        pushed = self.by_ref.get(STAGING)
+        return pushed.new if pushed is not None else self.store.ref(STAGING)
+
     def production(self, u: RefUpdate, agent: str) -> tuple[str | None, list[str]]:
         if not is_agent_id(agent):
             return f"{agent!r} is not a valid agent id, so it has no production ref", []
@@ -303,21 +392,35 @@ class _Rules:
         if refused:
             return refused, []
         assert u.new is not None
-        expected = self.latest_version(agent) + 1
-        tags = sorted(self.new_tags.get(agent, []))
-        tag = self.by_ref.get(tag_ref(agent, tags[-1])) if tags else None
-        info = self.store.tag_object(tag.new) if tag and tag.new else None
-        if info is None or info.target != u.new:
+        tags = self.new_tags.get(agent, [])
+        if not tags:
+            expected = self.latest_version(agent) + 1
             return (f"production moves only with its publish record: push the annotated tag "
                     f"refs/tags/{agent}/v{expected} pointing at {u.new[:12]} in the same push "
                     f"(agentstage publish {agent} --push REMOTE does both)"), []
+        last = tags[-1]
+        for tag in tags:
+            refused = self._tag_refusal(tag.update, agent, tag.digits)
+            if refused:
+                return f"its publish tag refs/tags/{agent}/v{tag.digits} is refused: " \
+                       f"{refused}", []
+        info = self.store.tag_object(last.update.new or "")
+        if info is None or info.target != u.new:
+            return (f"production moves to {u.new[:12]}, but its publish tag "
+                    f"refs/tags/{agent}/v{last.digits} points elsewhere"), []
         if self.policy is not None and not self.policy.is_publisher(self.who, agent):
             return f"{self.who} may not publish {agent}; ask an admin to add you to " \
                    f"publishers in the server's policy", []
+        staging = self.staging_after()
+        if staging is None or not self.store.is_ancestor(u.new, staging):
+            return (f"production moves only to a commit staging has, and {u.new[:12]} is not "
+                    "on the server's staging: push staging in the same push (agentstage "
+                    f"publish {agent} --push REMOTE does), or publish from the server's "
+                    "staging"), []
         try:
             files = self.store.agent_files(u.new, agent)
             if files is None:
-                if _retires(info.message):
+                if _record(info).get("retired") is True:
                     return None, []
                 return f"the new commit has no agents/{agent}: nothing to publish (to take " \
                        f"it out of production: agentstage retire {agent})", []
@@ -327,31 +430,73 @@ class _Rules:
         return None, []
 
     def tag(self, u: RefUpdate, agent: str, digits: str) -> tuple[str | None, list[str]]:
-        name = f"{agent}/v{digits}"
-        if u.new is None:
-            return "publish tags are never deleted: they are the audit trail", []
-        if u.old is not None:
-            return "publish tags are never moved: they are the audit trail", []
-        info = self.store.tag_object(u.new)
-        if info is None:
-            return "a publish tag must be an annotated tag (agentstage publish writes one)", []
-        if info.name != name:
-            return f"the tag object is named {info.name!r}, not {name!r}", []
-        version = int(digits)
-        expected = self.latest_version(agent) + 1
-        tags = sorted(self.new_tags.get(agent, []))
-        if digits != str(version) or tags != list(range(expected, expected + len(tags))):
-            return f"not the next version: the next publish of {agent} is v{expected}; " \
-                   "versions have no gaps", []
+        refused = self._tag_refusal(u, agent, digits)
+        if refused:
+            return refused, []
         production = self.by_ref.get(PRODUCTION_PREFIX + agent)
         if production is None or production.new is None:
             return (f"a publish tag goes with its production ref: push "
                     f"refs/heads/production/{agent} in the same push "
                     f"(agentstage publish {agent} --push REMOTE does both)"), []
-        if version == tags[-1] and info.target != production.new:
+        tags = self.new_tags[agent]
+        info = self.store.tag_object(u.new or "")
+        assert info is not None
+        if digits == tags[-1].digits and info.target != production.new:
             return f"points at {info.target[:12]}, but production/{agent} moves to " \
                    f"{production.new[:12]}", []
+        later = next((t for t in tags if (len(t.digits), t.digits) > (len(digits), digits)),
+                     None)
+        if later is not None:
+            after = self.store.tag_object(later.update.new or "")
+            if after is not None and not self.store.is_ancestor(info.target, after.target):
+                return (f"points at {info.target[:12]}, which is not an ancestor of "
+                        f"{agent}/v{later.digits}'s {after.target[:12]}: publishes only move "
+                        "forward"), []
         return None, []
+
+    def _tag_refusal(self, u: RefUpdate, agent: str, digits: str) -> str | None:
+        """What is wrong with this publish tag on its own and as the next number; None when
+        it is a valid publish of *agent*."""
+        name = f"{agent}/v{digits}"
+        if u.new is None:
+            return "publish tags are never deleted: they are the audit trail"
+        if u.old is not None:
+            return "publish tags are never moved: they are the audit trail"
+        expected = self.latest_version(agent) + 1
+        numbers = [t.digits for t in self.new_tags.get(agent, [])]
+        if numbers != [str(n) for n in range(expected, expected + len(numbers))]:
+            return f"not the next version: the next publish of {agent} is v{expected}; " \
+                   "versions have no gaps"
+        info = self.store.tag_object(u.new)
+        if info is None:
+            return "a publish tag must be an annotated tag (agentstage publish writes one)"
+        if info.name != name:
+            return f"the tag object is named {info.name!r}, not {name!r}"
+        kind = self.store.object_kind(info.target)
+        if kind != "commit":
+            return f"a publish tag points at a commit, and this one points at a " \
+                   f"{kind or 'missing object'}"
+        from agentstage.publishing import parse_record
+
+        try:
+            record = parse_record(info)
+        except InvalidConfig as exc:
+            return f"{exc.problems[0].message} (publish tags are written by agentstage " \
+                   "publish)"
+        version = int(digits)
+        previous = f"{agent}/v{version - 1}" if version > 1 else None
+        wrong = [key for key, value in (("agent", agent), ("version", version),
+                                        ("previous", previous),
+                                        ("staging_commit", info.target))
+                 if record[key] != value or isinstance(record[key], bool)]
+        if not isinstance(record["changes"], list):
+            wrong.append("changes")
+        if wrong:
+            return (f"its publish record does not verify: {', '.join(wrong)} "
+                    f"{'does' if len(wrong) == 1 else 'do'} not match {name} (agent {agent},"
+                    f" version {version}, previous {previous or 'none'}, staging_commit "
+                    f"{info.target[:12]})")
+        return self.blocked_by_existing(u.ref)
 
     def meta(self, u: RefUpdate) -> tuple[str | None, list[str]]:
         refused = self._forward(u, "the policy ref", "fetch it, change it on top, push again")
@@ -364,24 +509,24 @@ class _Rules:
         if data is None:
             return f"the policy commit has no {POLICY_FILE}", []
         try:
-            parse_policy(data)
+            policy = parse_policy(data)
         except InvalidConfig as exc:
             return "invalid policy; fix it (agentstage policy set FILE checks it)", \
                 [str(p) for p in exc.problems]
+        if not policy.admins:
+            return "a policy without admins could never be changed again; name at least " \
+                   "one admin: admins: [alice]", []
         return None, []
 
 
-def _retires(message: str) -> bool:
-    """Whether a publish tag's record says it retires the agent."""
-    import json
+def _record(info: TagInfo) -> dict[str, Any]:
+    """A publish tag's record, {} when it has none that parses."""
+    from agentstage.publishing import parse_record
 
-    from agentstage.publishing import RECORD_MARKER
-
-    _reason, marker, block = message.rpartition(f"\n\n{RECORD_MARKER}\n")
     try:
-        return bool(marker) and json.loads(block).get("retired") is True
-    except (ValueError, AttributeError):
-        return False
+        return parse_record(info)
+    except InvalidConfig:
+        return {}
 
 
 def pre_receive(store: Store, text: str, env: Mapping[str, str]) -> list[Refusal]:

@@ -318,6 +318,33 @@ def reconcile(store: Store, agent: str, who: Identity) -> list[str]:
             f"{info.name} ({info.target[:12]})"]
 
 
+MAX_RECORD_CHARS = 256 * 1024
+MAX_RECORD_DEPTH = 20
+
+
+def _json_depth(text: str) -> int:
+    """How deep the arrays and objects of a JSON text nest, counted without parsing (so a
+    hostile record cannot exhaust the parser's recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_record(info: TagInfo) -> dict[str, Any]:
     """A publish tag as a history entry (DESIGN.md section 4)."""
     reason, marker, block = info.message.rpartition(f"\n\n{RECORD_MARKER}\n")
@@ -325,11 +352,19 @@ def parse_record(info: TagInfo) -> dict[str, Any]:
         raise InvalidConfig([Problem(TAG_PREFIX + info.name, None, "",
                                      "tag has no agentstage publish record")],
                             hint="publish tags are written by 'agentstage publish' only")
+    where = TAG_PREFIX + info.name
+    if len(block) > MAX_RECORD_CHARS or _json_depth(block) > MAX_RECORD_DEPTH:
+        raise InvalidConfig([Problem(where, None, "", f"publish record is over the cap of "
+                                     f"{MAX_RECORD_CHARS} characters or nested deeper than "
+                                     f"{MAX_RECORD_DEPTH}")])
     try:
         record = json.loads(block)
     except ValueError:
-        raise InvalidConfig([Problem(TAG_PREFIX + info.name, None, "",
+        raise InvalidConfig([Problem(where, None, "",
                                      "publish record is not valid JSON")]) from None
+    if not isinstance(record, dict) or not isinstance(record.get("changes", []), list):
+        raise InvalidConfig([Problem(where, None, "", "publish record is not a JSON object "
+                                     "with a list of changes")])
     return {
         "agent": record.get("agent"),
         "version": record.get("version"),

@@ -136,6 +136,20 @@ class Store:
         target = ref.resolve().target
         return str(target)
 
+    def symbolic_target(self, name: str) -> str | None:
+        """The ref a symbolic ref *name* finally points to (git follows at most 5 links),
+        even when that ref does not exist yet; None when *name* is not symbolic."""
+        seen = name
+        for _ in range(5):
+            try:
+                ref = self._repo.references.get(seen)
+            except (pygit2.GitError, ValueError):
+                break
+            if ref is None or not isinstance(ref.target, str):
+                break
+            seen = ref.target
+        return seen if seen != name else None
+
     def refs(self, prefix: str) -> Iterator[str]:
         """Names of refs under *prefix* (reads the whole ref store: use for listings)."""
         for name in self._repo.references:
@@ -350,10 +364,7 @@ class Store:
         if not isinstance(obj, pygit2.Tag):
             raise InvalidConfig([Problem(TAG_PREFIX + name, None, "",
                                          "is a lightweight tag, not a publish record")])
-        tagger = obj.tagger
-        tz = timezone(timedelta(minutes=tagger.offset))
-        return TagInfo(name, str(obj.target), Identity(tagger.name, tagger.email),
-                       datetime.fromtimestamp(tagger.time, tz), obj.message)
+        return _tag_info(obj, TAG_PREFIX + name)._replace(name=name)
 
     # -- writing objects -------------------------------------------------------------------
 
@@ -567,10 +578,7 @@ class Store:
             return None
         if not isinstance(obj, pygit2.Tag) or obj.tagger is None:
             return None
-        tagger = obj.tagger
-        tz = timezone(timedelta(minutes=tagger.offset))
-        return TagInfo(obj.name, str(obj.target), Identity(tagger.name, tagger.email),
-                       datetime.fromtimestamp(tagger.time, tz), obj.message)
+        return _tag_info(obj, f"tag object {oid[:12]}")
 
     def file_at(self, commit: str, path: str) -> bytes | None:
         """The bytes of the file *path* at *commit*, None when there is no such file."""
@@ -578,6 +586,11 @@ class Store:
             entry = self._commit(commit).tree[path]
         except KeyError:
             return None
+        if entry.filemode not in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE):
+            kind = {FileMode.TREE: "directory", FileMode.LINK: "symbolic link"}.get(
+                entry.filemode, "submodule")
+            raise InvalidConfig([Problem(path, None, "", f"is a {kind}, not a file")],
+                                hint=f"make {path} a regular file")
         obj = self._repo[entry.id]
         return bytes(obj.data) if isinstance(obj, pygit2.Blob) else None
 
@@ -623,6 +636,26 @@ class Store:
         if problems:
             raise InvalidConfig(problems, hint="keep only the agent's YAML files in its directory")
         return out
+
+
+def _tag_info(obj: pygit2.Tag, where: str) -> TagInfo:
+    """An annotated tag's fields, decoded strictly: a name, tagger or message that is not
+    UTF-8 (git writes bytes as given) is an InvalidConfig naming the tag, never a crash."""
+    tagger = obj.tagger
+    if tagger is None:
+        raise InvalidConfig([Problem(where, None, "", "the tag has no tagger: not a publish "
+                                     "record")])
+    try:
+        name, message = obj.raw_name.decode(), obj.raw_message.decode()
+        who = Identity(tagger.raw_name.decode(), tagger.raw_email.decode())
+        when = datetime.fromtimestamp(tagger.time, timezone(timedelta(minutes=tagger.offset)))
+    except UnicodeDecodeError:
+        raise InvalidConfig([Problem(where, None, "", "the tag's name, tagger or message is "
+                                     "not UTF-8: not a publish record")]) from None
+    except (OverflowError, OSError, ValueError):
+        raise InvalidConfig([Problem(where, None, "", "the tag's time is out of range: not "
+                                     "a publish record")]) from None
+    return TagInfo(name, str(obj.target), who, when, message)
 
 
 def _short(oid: str | None) -> str:
