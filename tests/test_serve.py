@@ -740,3 +740,56 @@ def test_two_clients_with_the_same_if_match_one_wins(server: Server,
     for t in threads:
         t.join(timeout=60)
     assert sorted(statuses) == [200, 412]
+
+
+# -- a hostile corpus: clean statuses, nothing written ---------------------------------------
+
+
+@pytest.mark.parametrize("depth", [40, 500, 5000, 100_000])
+def test_deep_json_is_refused(server: Server, http: httpx.Client, depth: int) -> None:
+    agent = new_agent(http, "deep")
+    before = refs(server.repo)
+    body = '{"set": {"model.parameters.x": ' + "[" * depth + "]" * depth + "}}"
+    r = http.patch(f"/api/v2/agents/{agent}/fields", content=body.encode(), headers=JSON)
+    error(r, 400, "usage")
+    assert refs(server.repo) == before
+
+
+@pytest.mark.parametrize("body", [
+    b'{"set": {"description": "\\ud800"}}',  # valid JSON, not Unicode
+    b'{"set": {"\\"\\udfff\\"": 1}}',
+    b'{"set": {"description": "\xed\xa0\x80"}}',  # a surrogate in (CESU) bytes
+    b'{"set": {"description": "\xff"}}',
+    b'{"set": {"description": "ok"}, "message": "\\udc00"}',
+])
+def test_text_that_is_not_unicode_is_refused(server: Server, http: httpx.Client,
+                                             body: bytes) -> None:
+    agent = new_agent(http, "unicode")
+    before = refs(server.repo)
+    error(http.patch(f"/api/v2/agents/{agent}/fields", content=body, headers=JSON), 400,
+          "usage")
+    assert refs(server.repo) == before
+
+
+def test_hostile_texts_are_kept_as_data(http: httpx.Client) -> None:
+    agent = new_agent(http, "hostile")
+    texts = {"description": "<script>alert(1)</script>", "model.parameters.nul": "a\u0000b",
+             "model.parameters.rtl": "\u202eevil", "model.parameters.bell": "\x07\x1b[31m"}
+    r = http.patch(f"/api/v2/agents/{agent}/fields", json={"set": texts})
+    assert r.status_code in (200, 422), r.text
+    if r.status_code == 200:
+        config = http.get(f"/api/v2/agents/{agent}").json()
+        assert config["description"] == texts["description"]
+        assert config["model"]["parameters"]["nul"] == "a\u0000b"
+
+
+@pytest.mark.parametrize("path", ["/api/v2/agents/..%2F..%2Fetc", "/api/v2/agents/%2e%2e",
+                                  "/api/v2/agents/a%00b/production",
+                                  "/api/v2/agents/hr-helpdesk/instructions/..%2Fx"])
+def test_ids_that_are_paths_are_refused(server: Server, http: httpx.Client, path: str) -> None:
+    before = refs(server.repo)
+    for method in ("GET", "DELETE"):
+        r = http.request(method, path)
+        assert r.status_code in (400, 404, 405), r.text
+        assert r.json()["error"]["code"] in ("usage", "not_found", "method_not_allowed")
+    assert refs(server.repo) == before

@@ -87,6 +87,40 @@ def _written(store: Store, result: dict[str, Any], agent: str) -> dict[str, Any]
     return {**result, "config": config, "etag": etag(tree)}
 
 
+def check_values(edits: Sequence[Edit]) -> None:
+    """Refuse, before any work, a JSON value the agent files cannot hold: nested deeper than
+    the loader reads (its path counts), or text that is not valid Unicode (a lone surrogate
+    such as "\\ud800" is valid JSON but no UTF-8)."""
+    from agentstage.yamlload import MAX_DEPTH
+
+    for edit in edits:
+        where = render_path(edit.path).encode("utf-8", "backslashreplace").decode()
+        for part in edit.path:
+            _check_text(part.name if isinstance(part, Key) else part.ident, where)
+        todo: list[tuple[Any, int]] = [(edit.value, len(edit.path) + 1)]
+        while todo:
+            value, depth = todo.pop()
+            if isinstance(value, (dict, list)):
+                if depth >= MAX_DEPTH:
+                    raise UsageError(f"the value of {where} is nested too deep: the agent "
+                                     f"files hold at most {MAX_DEPTH} levels")
+                items = value.items() if isinstance(value, dict) else enumerate(value)
+                for key, item in items:
+                    if isinstance(key, str):
+                        _check_text(key, where)
+                    todo.append((item, depth + 1))
+            elif isinstance(value, str):
+                _check_text(value, where)
+
+
+def _check_text(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"the value of {where} is not valid Unicode text (a lone surrogate "
+                         "such as \\ud800)", hint="send UTF-8 text") from None
+
+
 def _touches(edit_paths: Sequence[str], change_paths: Sequence[str]) -> list[str]:
     """The edit paths that a change touches: the same field, one inside it or one around it."""
     def related(a: str, b: str) -> bool:
@@ -127,6 +161,7 @@ def edit_agent(store: Store, agent: str, plan: Plan, *, if_match: str | None = N
             base = current
         if not edits:
             return _written(store, {"agent": agent, "commit": None, "changes": []}, agent)
+        check_values(edits)
         try:
             new_files = apply_edits(files, edits)
         except InvalidConfig as exc:
@@ -198,6 +233,7 @@ def create_agent(store: Store, agent: str, fields: Mapping[str, Any],
                  "instructions.yaml": INSTRUCTIONS_TEMPLATE.format(
                      agent=agent, name=name.replace("\n", " ")).encode()}
         edits = [Edit((Key(key),), value) for key, value in fields.items() if value is not None]
+        check_values(edits)
         try:
             files = apply_edits(files, edits)
         except InvalidConfig as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,9 +19,11 @@ from agentstage.edit import Edit
 from agentstage.errors import Conflict, NotFound
 from agentstage.fieldpath import Entry, FieldPath, Key, parse_path
 from agentstage.server.auth import StoreDep, Who
+from agentstage.server.guard import unicode_body
 from agentstage.server.responses import one_writer, tagged, written
 
-router = APIRouter(prefix="/api/v2/agents", tags=["agents"])
+router = APIRouter(prefix="/api/v2/agents", tags=["agents"],
+                   dependencies=[Depends(unicode_body)])
 IfMatch = Annotated[str | None, Header(description="The agent's ETag this edit is based on")]
 Current = Mapping[str, Any]
 

@@ -15,7 +15,10 @@ from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agentstage.errors import UsageError
 
 MAX_BODY = 1024 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -32,6 +35,22 @@ def error_body(code: str, message: str, hint: str | None = None,
     if problems is not None:
         error["problems"] = problems
     return {"error": error}
+
+
+async def unicode_body(request: Request) -> None:
+    """A dependency of the routes that take a body: JSON whose text is not Unicode (invalid
+    UTF-8, or an escaped lone surrogate such as \\ud800, which JSON allows) is refused here,
+    before it can reach a commit message, a tag or a file."""
+    body = await request.body()
+    if not body:
+        return
+    try:
+        json.dumps(json.loads(body.decode("utf-8")), ensure_ascii=False).encode("utf-8")
+    except UnicodeError:
+        raise UsageError("the body is not valid Unicode text (invalid UTF-8, or a lone "
+                         "surrogate such as \\ud800)", hint="send UTF-8 JSON") from None
+    except (ValueError, RecursionError):
+        return  # not JSON: the route's own parsing says so
 
 
 class TooLarge(HTTPException):

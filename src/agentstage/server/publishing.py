@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentstage import api_ops
 from agentstage.server.auth import StoreDep, Who
+from agentstage.server.guard import unicode_body
 from agentstage.server.responses import one_writer, written
 
-router = APIRouter(prefix="/api/v2", tags=["publishing"])
+router = APIRouter(prefix="/api/v2", tags=["publishing"], dependencies=[Depends(unicode_body)])
 IfMatch = Annotated[str | None, Header(description="The agent's ETag this write is based on")]
 
 
