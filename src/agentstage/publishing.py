@@ -123,7 +123,8 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
     reason = (reason or "").strip()
     if not reason and not dry_run:
         raise UsageError(f"a {'retire' if retire else 'publish'} needs a reason",
-                         hint="pass -m 'why this goes live'")
+                         hint="pass -m 'why it leaves production'" if retire else
+                         "pass -m 'why this goes live'")
     up = upstream(store)
     target = push or (up.remote if up is not None and not local_only else None)
     ahead = False
