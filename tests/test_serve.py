@@ -152,6 +152,11 @@ def test_healthz_openapi_and_docs(http: httpx.Client) -> None:
                  "/api/v2/agents/{agent_id}/production", "/api/v2/production",
                  "/api/v2/agents/{agent_id}/publishes/{change_track_id}/diff"):
         assert path in spec["paths"]
+    errors = spec["paths"]["/api/v2/agents/{agent_id}/fields"]["patch"]["responses"]
+    for status in ("400", "404", "409", "412", "413", "415", "422", "500"):
+        assert errors[status]["content"]["application/json"]["schema"]["$ref"].endswith(
+            "/ErrorOut")
+    assert "HTTPValidationError" not in str(spec)  # every error in the shape it really has
     assert "swagger" in http.get("/docs").text.lower()
 
 

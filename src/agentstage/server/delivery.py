@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request, Response
 
 from agentstage import api_ops
 from agentstage.server.auth import StoreDep
-from agentstage.server.responses import tagged
+from agentstage.server.responses import ERRORS, tagged
 
-router = APIRouter(prefix="/api/v2", tags=["delivery"])
+router = APIRouter(prefix="/api/v2", tags=["delivery"], responses=ERRORS)
 
 
 @router.get("/agents/{agent_id}/production")

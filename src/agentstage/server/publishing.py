@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentstage import api_ops
 from agentstage.server.auth import StoreDep, Who
 from agentstage.server.guard import unicode_body
-from agentstage.server.responses import one_writer, written
+from agentstage.server.responses import ERRORS, one_writer, written
 
-router = APIRouter(prefix="/api/v2", tags=["publishing"], dependencies=[Depends(unicode_body)])
+router = APIRouter(prefix="/api/v2", tags=["publishing"], dependencies=[Depends(unicode_body)],
+                   responses=ERRORS)
 IfMatch = Annotated[str | None, Header(description="The agent's ETag this write is based on")]
 
 

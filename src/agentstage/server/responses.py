@@ -9,10 +9,44 @@ from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from agentstage.api_ops import matches
 
 T = TypeVar("T")
+
+
+class ProblemOut(BaseModel):
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    hint: str | None = None
+    problems: list[ProblemOut] | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every error (DESIGN.md section 8); some carry the outcome's payload beside it."""
+
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text} for status, text in (
+        (400, "usage: a bad id, path, parameter or body"),
+        (404, "not_found: no such agent, publish or field"),
+        (409, "conflict, or nothing_to_publish"),
+        (412, "precondition_failed: If-Match names an older version"),
+        (413, "too_large: a body over 1 MiB"),
+        (415, "unsupported_media_type: a body that is not application/json"),
+        (422, "invalid: the problems, each with its file, line and field path"),
+        (500, "internal"),
+    )}
 
 
 def written(result: dict[str, Any], status: int = 200) -> JSONResponse:
