@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The walk-through: builds a throwaway git repository from sample-repo/agents
 # (a staging branch with a few commits), then runs agentstage's whole story on it:
-# validate, diff, publish, edit, history, revert preview, revert, publish again.
+# validate, diff, publish, edit, history, revert preview, revert, publish again; then
+# a server with the hook and a clone that publishes to it.
 # Usage: bash sample-repo/demo.sh [DIR]   (default: a new temporary directory)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -62,4 +63,18 @@ step agentstage history billing-support
 step agentstage restore billing-support v1 --preview
 step git log --oneline --decorate -n 8
 
-printf '\nDone. Explore it yourself: cd %s\n' "$repo"
+# A team: the repository goes to a server (a bare repository with the server hook), and
+# Carol works in her own clone; her publish is fetched first and pushed atomically.
+server="$dir/server.git"
+rm -rf "$server" "$dir/carol"
+git clone -q --bare "$repo" "$server"
+step agentstage -C "$server" hooks install --server
+step git clone -q "$server" "$dir/carol"
+cd "$dir/carol"
+export AGENTSTAGE_AUTHOR="Carol Clone <carol@example.com>"
+step agentstage agents
+step agentstage set hr-helpdesk model.temperature=0.2 -m "Steadier HR answers"
+step agentstage publish hr-helpdesk -m "First release of the HR helpdesk"
+step git -C "$server" log --oneline --decorate -n 3 staging
+
+printf '\nDone. Explore it yourself: cd %s (and the clone %s)\n' "$repo" "$dir/carol"
