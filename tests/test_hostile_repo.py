@@ -6,8 +6,13 @@ no secret from outside was printed, and no command ended in an internal error.""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import resource
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +193,88 @@ def test_set_never_writes_through_a_linked_agents_directory_in_the_checkout(
     assert "agents: is a symbolic link" in result.err
     assert checksum(sibling) == before
     assert tree_state(victim) == refs
+
+
+# -- 4. costs bounded by what exists ---------------------------------------------------------
+
+def agentstage(repo: Path, *args: str, seconds: float = 20.0, megabytes: int = 2048
+               ) -> tuple[int, str, str, float]:
+    """(exit code, stdout, stderr, seconds) of agentstage in its own process, with its
+    address space capped, so a runaway allocation fails there and not in the test run."""
+    def cap() -> None:
+        limit = megabytes * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "agentstage", "-C", str(repo), *args],
+                          capture_output=True, text=True, timeout=seconds, preexec_fn=cap,
+                          check=False)
+    return done.returncode, done.stdout, done.stderr, time.monotonic() - started
+
+
+def tag_copies(repo: Path, names: list[str]) -> None:
+    """Refs refs/tags/<name> pointing at billing-support/v1's tag object."""
+    v1 = git(repo, "rev-parse", f"refs/tags/{A}/v1")
+    for name in names:
+        git(repo, "update-ref", f"refs/tags/{name}", v1)
+
+
+def test_sparse_version_numbers_cost_only_the_refs_that_exist(run: Any, tmp_path: Path) -> None:
+    source = attacker_repo(tmp_path, run)
+    tag_copies(source, [f"{A}/v{2 ** k}" for k in range(1, 41)])
+    victim = clone(source, tmp_path)
+    code, out, err, seconds = agentstage(victim, "history", A, "--format", "json")
+    assert code == 0, err
+    assert seconds < 10, seconds
+    entries = json.loads(out)
+    assert [e["tag"] for e in entries] == [f"{A}/v2", f"{A}/v1"]  # v1 and v2 are contiguous
+    assert f"refs/tags/{A}/v4" in err and "v3 is missing" in err
+    code, out, err, seconds = agentstage(victim, "agents", "--format", "json")
+    assert code == 0, err
+    row = next(r for r in json.loads(out) if r["agent"] == A)
+    assert row["production"]["version"] == 2
+    assert "1099511627776" not in out
+
+
+def test_one_huge_version_number_is_a_finding_not_a_memory_error(run: Any,
+                                                                 tmp_path: Path) -> None:
+    source = attacker_repo(tmp_path, run)
+    tag_copies(source, [f"{A}/v1000000000000"])
+    victim = clone(source, tmp_path)
+    code, out, err, seconds = agentstage(victim, "doctor", "--format", "json",
+                                         megabytes=1024)
+    assert code == 1, err  # unhealthy, with the finding
+    assert seconds < 10
+    findings = json.loads(out)["findings"]
+    gap = next(f for f in findings if f["kind"] == "version-gap")
+    assert "v2" in gap["message"] and "v999999999999" in gap["message"]
+    assert len(gap["message"]) < 300
+    assert f"git tag -d {A}/v1000000000000" in gap["fix"]
+    assert agentstage(victim, "history", A)[0] == 0
+
+
+def test_a_lightweight_tag_is_reported_and_the_rest_of_history_shown(run: Any,
+                                                                     tmp_path: Path) -> None:
+    source = attacker_repo(tmp_path, run)
+    git(source, "tag", f"{A}/v2", "staging")  # lightweight
+    victim = clone(source, tmp_path)
+    result = run("history", A, "--format", "json", repo=victim)
+    assert result.code == 0, result.err
+    assert [e["tag"] for e in result.json()] == [f"{A}/v1"]
+    assert f"refs/tags/{A}/v2" in result.err and "lightweight" in result.err
+    every = run("history", "--format", "json", repo=victim)
+    assert every.code == 0, every.err
+    assert [e["tag"] for e in every.json()] == [f"{A}/v1"]
+
+
+def test_a_tag_below_a_version_name_is_reported_by_doctor_with_the_fix(
+        run: Any, tmp_path: Path) -> None:
+    source = attacker_repo(tmp_path, run)
+    tag_copies(source, [f"{A}/v2/x"])
+    victim = clone(source, tmp_path)
+    result = run("doctor", "--format", "json", repo=victim)
+    assert result.code == 1, result
+    stray = next(f for f in result.json()["findings"] if f["kind"] == "stray-tag")
+    assert stray["where"] == f"refs/tags/{A}/v2/x"
+    assert stray["fix"] == f"git tag -d {A}/v2/x"
+    assert f"{A}/v2" in stray["message"]

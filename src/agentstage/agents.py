@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from agentstage.config import load_agent
@@ -13,11 +14,11 @@ from agentstage.model import AgentConfig
 from agentstage.store import (
     PRODUCTION_PREFIX,
     STAGING,
+    TAG_PREFIX,
     Identity,
     Store,
     parse_identity,
     production_ref,
-    tag_ref,
 )
 
 
@@ -52,20 +53,82 @@ def staging_head(store: Store) -> str:
     return head
 
 
-def latest_version(store: Store, agent: str) -> int:
-    """The highest N with a tag <agent>/vN; versions have no gaps, so probe, don't list."""
-    if store.ref(tag_ref(agent, 1)) is None:
-        return 0
-    low, high = 1, 2
-    while store.ref(tag_ref(agent, high)) is not None:
-        low, high = high, high * 2
-    while high - low > 1:
-        mid = (low + high) // 2
-        if store.ref(tag_ref(agent, mid)) is not None:
-            low = mid
+class Versions(NamedTuple):
+    """One agent's publish tags as they exist: the vN numbers, and the other refs in its
+    tag namespace (`refs/tags/<agent>/v2/x`, `v01`: never written by a publish)."""
+
+    agent: str
+    numbers: tuple[int, ...]  # sorted
+    strays: tuple[str, ...] = ()  # full ref names
+
+    @property
+    def latest(self) -> int:
+        """The highest N whose tags 1..N all exist: versions have no gaps, so a number
+        past a gap is not one of the agent's versions (doctor reports it)."""
+        latest = 0
+        for number in self.numbers:
+            if number != latest + 1:
+                break
+            latest = number
+        return latest
+
+    @property
+    def beyond(self) -> tuple[int, ...]:
+        """The numbers past the first gap."""
+        latest = self.latest
+        return tuple(n for n in self.numbers if n > latest)
+
+    def missing(self, shown: int = 3) -> str:
+        """The missing numbers below the highest, as ranges: `v3, v5-v7 and 2 more`."""
+        ranges: list[tuple[int, int]] = []
+        previous = 0
+        for number in self.numbers:
+            if number > previous + 1:
+                ranges.append((previous + 1, number - 1))
+            previous = number
+        text = ", ".join(f"v{a}" if a == b else f"v{a}-v{b}" for a, b in ranges[:shown])
+        more = len(ranges) - shown
+        return text + (f" and {more} more range{'s' if more != 1 else ''}" if more > 0 else "")
+
+    def skipped(self) -> str | None:
+        """What a listing of the versions leaves out and why, for a warning; None when
+        nothing is left out."""
+        beyond = [f"{TAG_PREFIX}{self.agent}/v{n}" for n in self.beyond]
+        out = []
+        if beyond:
+            names = ", ".join(beyond[:3]) + (f" and {len(beyond) - 3} more" if
+                                             len(beyond) > 3 else "")
+            out.append(f"skipped {names}: not versions of {self.agent}, "
+                       f"v{self.latest + 1} is missing")
+        if self.strays:
+            names = ", ".join(self.strays[:3]) + (f" and {len(self.strays) - 3} more" if
+                                                  len(self.strays) > 3 else "")
+            out.append(f"skipped {names}: not a publish tag name (<agent>/v<N>)")
+        return "; ".join(out) + "; 'agentstage doctor' says what to do" if out else None
+
+
+def versions_of(agent: str, names: Iterable[str]) -> Versions:
+    """The Versions of *agent* from the ref names under refs/tags/<agent>/."""
+    prefix = f"{TAG_PREFIX}{agent}/"
+    numbers, strays = [], []
+    for name in names:
+        rest = name[len(prefix):]
+        if name.startswith(prefix) and VERSION_RE.fullmatch(rest):
+            numbers.append(int(rest[1:]))
         else:
-            high = mid
-    return low
+            strays.append(name)
+    return Versions(agent, tuple(sorted(numbers)), tuple(sorted(strays)))
+
+
+def list_versions(store: Store, agent: str) -> Versions:
+    """The agent's tags as they exist: one listing of its tag namespace, whose cost is
+    that of the refs there, never a count up to a number read from a ref name."""
+    return versions_of(agent, store.ref_names(f"{TAG_PREFIX}{agent}/"))
+
+
+def latest_version(store: Store, agent: str) -> int:
+    """The highest N with tags <agent>/v1 .. vN (see Versions.latest)."""
+    return list_versions(store, agent).latest
 
 
 def load_at(store: Store, commit: str | None, agent: str, where: str = "") -> AgentConfig | None:

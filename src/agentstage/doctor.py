@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentstage.agents import VERSION_RE, load_at, resolve_identity
+from agentstage.agents import VERSION_RE, Versions, load_at, resolve_identity, versions_of
 from agentstage.errors import AgentstageError
 from agentstage.ids import is_agent_id
 from agentstage.publishing import parse_record
@@ -26,16 +26,65 @@ def _finding(kind: str, where: str, message: str, repair: str | None = None,
             "repair": repair, "repaired": False, "fix": fix, "severity": severity}
 
 
-def _agents_with_refs(store: Store) -> dict[str, list[int]]:
-    """agent -> sorted versions of its publish tags (and agents with a production ref)."""
-    found: dict[str, list[int]] = {}
+def _agents_with_refs(store: Store) -> dict[str, Versions]:
+    """agent -> its publish tags as they exist (and agents with only a production ref)."""
+    found: dict[str, list[str]] = {}
     for ref in store.refs(TAG_PREFIX):
-        owner, _, version = ref[len(TAG_PREFIX):].partition("/")
-        if is_agent_id(owner) and VERSION_RE.fullmatch(version):
-            found.setdefault(owner, []).append(int(version[1:]))
+        owner = ref[len(TAG_PREFIX):].partition("/")[0]
+        if is_agent_id(owner):
+            found.setdefault(owner, []).append(ref)
     for ref in store.refs(PRODUCTION_PREFIX):
         found.setdefault(ref[len(PRODUCTION_PREFIX):], [])
-    return {agent: sorted(v) for agent, v in found.items()}
+    return {agent: versions_of(agent, refs) for agent, refs in found.items()}
+
+
+def _check_names(versions: Versions, known: bool) -> list[dict[str, Any]]:
+    """Refs in the agent's tag namespace that are not its versions: a name a publish never
+    writes (which can block the next one: `<agent>/v2/x` stops `<agent>/v2` being made),
+    and numbers past a gap (never counted up to: that would cost what the name says).
+    Where no such agent is *known* (a team's own `release/2.0`), only a name that blocks
+    a version is reported."""
+    agent = versions.agent
+    out: list[dict[str, Any]] = []
+    for name in versions.strays:
+        short = name.removeprefix(TAG_PREFIX)
+        head, _, below = short.removeprefix(f"{agent}/").partition("/")
+        if short == agent:
+            why = f"a tag named like the agent blocks every publish of {agent}"
+        elif below and VERSION_RE.fullmatch(head):
+            why = f"it blocks the publish that would create {agent}/{head}"
+        elif known:
+            why = f"not a publish tag name ({agent}/v<N>)"
+        else:
+            continue
+        out.append(_finding("stray-tag", name, f"{short}: {why}", fix=f"git tag -d {short}"))
+    beyond = versions.beyond
+    if beyond:
+        shown = " ".join(f"{agent}/v{n}" for n in beyond[:10])
+        more = f" (and {len(beyond) - 10} more)" if len(beyond) > 10 else ""
+        out.append(_finding(
+            "version-gap", f"{TAG_PREFIX}{agent}/",
+            f"publish versions have gaps: missing {versions.missing()}; "
+            f"{len(beyond)} tag{'s' if len(beyond) != 1 else ''} past the gap "
+            f"{'are' if len(beyond) != 1 else 'is'} not counted as versions",
+            fix=f"git fetch --tags (when the team has the missing ones), else remove the "
+                f"tags past the gap: git tag -d {shown}{more}"))
+    return out
+
+
+def _check_records(store: Store, agent: str, numbers: tuple[int, ...]
+                   ) -> list[dict[str, Any]]:
+    """The records of tags past a gap (not versions, but still read and reported)."""
+    out: list[dict[str, Any]] = []
+    for number in numbers:
+        name = f"{agent}/v{number}"
+        try:
+            info = store.tag(name)
+            if info is not None:
+                parse_record(info)
+        except AgentstageError as exc:
+            out.append(_finding("bad-tag", TAG_PREFIX + name, exc.message))
+    return out
 
 
 def _stale_locks(git_dir: Path, older_than: float) -> list[Path]:
@@ -58,9 +107,16 @@ def check(store: Store, lock_age: float = 600.0) -> list[dict[str, Any]]:
     staging = store.ref(STAGING)
     if staging is None:
         findings.append(_finding("no-staging", STAGING, "the staging branch is missing"))
-    agents = _agents_with_refs(store)
-    for agent, versions in sorted(agents.items()):
-        findings += _check_agent(store, agent, versions, staging)
+    listed = _agents_with_refs(store)
+    agents = {agent: list(range(1, v.latest + 1)) for agent, v in listed.items()
+              if v.numbers or store.ref(production_ref(agent)) is not None}
+    on_staging = set(store.list_agents(staging)) if staging is not None else set()
+    for agent, versions in sorted(listed.items()):
+        findings += _check_names(versions, agent in agents or agent in on_staging)
+        if agent not in agents:
+            continue
+        findings += _check_agent(store, agent, agents[agent], staging)
+        findings += _check_records(store, agent, versions.beyond)
     if staging is not None:
         for agent in store.list_agents(staging):
             findings += _check_config(store, staging, agent, "staging")
@@ -157,12 +213,7 @@ def _check_agent(store: Store, agent: str, versions: list[int], staging: str | N
         if newest is not None and (production is None or (
                 tracking == newest.target and store.is_ancestor(production, newest.target))):
             production = newest.target
-    expected = list(range(1, len(versions) + 1))
-    if versions != expected:
-        missing = sorted(set(range(1, max(versions, default=0) + 1)) - set(versions))
-        gaps = ", ".join(f"v{n}" for n in missing)
-        out.append(_finding("version-gap", f"{TAG_PREFIX}{agent}/",
-                            f"publish versions have gaps: missing {gaps}"))
+    # *versions* are 1..N, the agent's versions; the gaps are _check_names's
     previous: str | None = None
     latest = None
     for version in versions:

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, time
 from typing import Any
 
 from agentstage.agents import (
-    VERSION_RE,
     AgentState,
     agent_state,
     latest_version,
+    list_versions,
     load_at,
     resolve_identity,
+    versions_of,
 )
 from agentstage.config import agent_dir
 from agentstage.errors import (
+    AgentstageError,
     Conflict,
     InvalidConfig,
     NotFound,
@@ -416,26 +419,51 @@ def history(store: Store, agent: str | None = None, author: str | None = None,
             return False
         return not (high and info.time > high)
 
+    def read(names: Iterable[str]) -> Iterator[TagInfo]:
+        for name in names:
+            try:
+                info = store.tag(name)
+            except AgentstageError as exc:  # one bad tag is reported, the rest shown
+                warn(f"{exc.message} (skipped)")
+                continue
+            if info is not None:
+                yield info
+
+    # the versions are listed from the refs that exist (one namespace for one agent),
+    # never counted up to a number read from a ref name; what is not a version is said
     if agent is not None:
-        state = agent_state(store, agent)
-        infos = (store.tag(f"{agent}/v{n}") for n in range(state.version, 0, -1))
+        # no such agent: NotFound; a bad newest tag is reported below, the rest shown
+        with contextlib.suppress(InvalidConfig):
+            agent_state(store, agent)
+        versions = [list_versions(store, agent)]
     else:
-        names = []
+        by_agent: dict[str, list[str]] = {}
         for ref in store.refs(TAG_PREFIX):
-            name = ref[len(TAG_PREFIX):]
-            owner, _, v = name.partition("/")
-            if is_agent_id(owner) and VERSION_RE.fullmatch(v):
-                names.append(name)
-        found = [store.tag(n) for n in names]
-        infos = (i for i in sorted((i for i in found if i is not None),
-                            key=lambda i: (i.time, int(i.name.rpartition("/v")[2])),
-                            reverse=True))
+            owner, _, rest = ref[len(TAG_PREFIX):].partition("/")
+            if is_agent_id(owner) and rest:
+                by_agent.setdefault(owner, []).append(ref)
+        versions = [versions_of(owner, refs) for owner, refs in sorted(by_agent.items())]
+    for listed in versions:
+        skipped = listed.skipped()
+        if skipped:
+            warn(skipped)
+    names = [f"{v.agent}/v{n}" for v in versions for n in range(v.latest, 0, -1)]
+    if agent is not None:
+        infos: Iterator[TagInfo] = read(names)
+    else:
+        infos = iter(sorted(read(names), key=lambda i: (
+            i.time, int(i.name.rpartition("/v")[2])), reverse=True))
     out: list[dict[str, Any]] = []
     for info in infos:
         if limit is not None and len(out) >= limit:
             break
         if info is None or not keep(info):
             continue
-        out.append(parse_record(info))
+        try:
+            entry = parse_record(info)
+        except AgentstageError as exc:  # one unreadable record is reported, the rest shown
+            warn(f"{exc.message} (skipped)")
+            continue
+        out.append(entry)
     return out
 

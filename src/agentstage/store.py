@@ -8,6 +8,7 @@ ref that moved under us is a Conflict, never an overwrite.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
@@ -82,6 +83,7 @@ class Store:
     def __init__(self, repo: pygit2.Repository) -> None:
         self._repo = repo
         self._trees: dict[str, dict[str, TreeEntry]] = {}
+        self._packed: tuple[tuple[int, int, int], list[str]] | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -155,6 +157,50 @@ class Store:
         for name in self._repo.references:
             if name.startswith(prefix):
                 yield name
+
+    def ref_names(self, prefix: str) -> list[str]:
+        """Names of the refs under *prefix* (a directory of refs, ending in `/`), sorted.
+
+        Read from git's ref files: the lines of packed-refs that start with *prefix* (the
+        file is parsed once per change of it, then found by bisection) and the loose refs
+        in that one directory; so the cost is that of the refs under *prefix*, not of
+        every ref, whatever names the repository holds."""
+        common = self._common_dir()
+        names = set(self._packed_names(common, prefix))
+        loose = common / prefix
+        for dirpath, dirnames, filenames in os.walk(loose):  # links are not followed
+            dirnames[:] = [d for d in dirnames if not d.endswith(".lock")]
+            base = Path(dirpath).relative_to(common).as_posix()
+            names.update(f"{base}/{f}" for f in filenames if not f.endswith(".lock"))
+        return sorted(names)
+
+    def _common_dir(self) -> Path:
+        """The directory that holds the refs (a linked work tree's is its main one's)."""
+        git_dir = Path(self._repo.path)
+        pointer = git_dir / "commondir"
+        if pointer.is_file():
+            return (git_dir / pointer.read_text().strip()).resolve()
+        return git_dir
+
+    def _packed_names(self, common: Path, prefix: str) -> list[str]:
+        path = common / "packed-refs"
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            return []
+        key = (info.st_ino, info.st_size, info.st_mtime_ns)
+        if self._packed is None or self._packed[0] != key:
+            names = []
+            for line in path.read_bytes().splitlines():
+                if line[:1] in (b"#", b"^") or b" " not in line:
+                    continue
+                names.append(line.partition(b" ")[2].decode("utf-8", "replace"))
+            names.sort()
+            self._packed = (key, names)
+        names = self._packed[1]
+        start = bisect.bisect_left(names, prefix)
+        end = bisect.bisect_left(names, prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        return names[start:end]
 
     def upstream(self, branch: str = STAGING) -> tuple[str, str] | None:
         """(remote name, remote-tracking ref) that *branch* tracks, None when it tracks none
