@@ -556,6 +556,23 @@ def test_publish_of_an_invalid_agent_is_422_located(server: Server, http: httpx.
     assert refs(server.repo) == before
 
 
+def test_publish_only_what_was_reviewed(server: Server, http: httpx.Client) -> None:
+    agent = new_agent(http, "reviewed")
+    base = f"/api/v2/agents/{agent}"
+    review = http.get(f"{base}/staging-diff")
+    assert review.headers["etag"] == http.get(base).headers["etag"]
+    http.put(f"{base}/access", json={"access": "team"})  # changed after the review
+    before = refs(server.repo)
+    error(http.post(f"{base}/publish", json={"reason": "x"},
+                    headers={"if-match": review.headers["etag"]}), 412, "precondition_failed")
+    assert refs(server.repo) == before
+    again = http.get(f"{base}/staging-diff")
+    r = http.post(f"{base}/publish", json={"reason": "reviewed"},
+                  headers={"if-match": again.headers["etag"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["commit"] == again.json()["staging"]["commit"]
+
+
 def test_publishes_pages_with_a_cursor(http: httpx.Client) -> None:
     agent = new_agent(http, "pages")
     base = f"/api/v2/agents/{agent}"

@@ -273,6 +273,27 @@ def preview(store: Store, agent: str, action: str, change_track_id: str | int
     return result
 
 
+def staging_diff(store: Store, agent: str) -> tuple[dict[str, Any], str | None]:
+    """(the diff shape, the ETag of the staging it shows): publish with that ETag as
+    If-Match publishes exactly what was reviewed."""
+    from agentstage.publishing import diff_agent
+
+    diff = diff_agent(store, agent)
+    return diff, etag(store.agent_tree(diff["staging"]["commit"], agent))
+
+
+def publish(store: Store, agent: str, reason: str, author: str | None = None,
+            if_match: str | None = None) -> dict[str, Any]:
+    """`agentstage publish`, refused (PreconditionFailed, nothing published) when the agent
+    on staging is no longer the version *if_match* names."""
+    from agentstage.publishing import publish as run
+
+    if if_match is not None:
+        check_if_match(agent, if_match, store.agent_tree(staging_head(store), agent))
+    result: dict[str, Any] = run(store, agent, reason, author)
+    return result
+
+
 def tag_of(agent: str, change_track_id: str | int) -> str:
     """A publish's tag from its change_track_id: N, vN or <agent>/vN."""
     check_agent_id(agent)

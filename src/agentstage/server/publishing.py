@@ -39,21 +39,20 @@ class Filters(BaseModel):
 
 
 @router.get("/agents/{agent_id}/staging-diff")
-def staging_diff(store: StoreDep, agent_id: str) -> dict[str, Any]:
-    """Staging against production, only the fields that differ (`agentstage diff`)."""
-    from agentstage.publishing import diff_agent
-
-    return diff_agent(store, agent_id)
+def staging_diff(store: StoreDep, agent_id: str) -> JSONResponse:
+    """Staging against production, only the fields that differ (`agentstage diff`); the
+    ETag names the staging shown, for the publish's If-Match."""
+    diff, tag = api_ops.staging_diff(store, agent_id)
+    return JSONResponse(diff, headers={"ETag": tag} if tag else None)
 
 
 @router.post("/agents/{agent_id}/publish")
-def publish(request: Request, store: StoreDep, who: Who, agent_id: str,
-            body: Publish) -> dict[str, Any]:
-    """Make staging live; 409 `nothing_to_publish` when staging is production already."""
-    from agentstage.publishing import publish as run
-
-    result: dict[str, Any] = one_writer(request, lambda: run(store, agent_id, body.reason,
-                                                             who))
+def publish(request: Request, store: StoreDep, who: Who, agent_id: str, body: Publish,
+            if_match: IfMatch = None) -> dict[str, Any]:
+    """Make staging live; 409 `nothing_to_publish` when staging is production already. With
+    If-Match (the staging-diff's ETag), only the staging that was reviewed is published."""
+    result = one_writer(request, lambda: api_ops.publish(store, agent_id, body.reason, who,
+                                                         if_match))
     request.app.state.metrics.published(agent_id)
     return result
 
