@@ -278,3 +278,45 @@ def test_a_tag_below_a_version_name_is_reported_by_doctor_with_the_fix(
     assert stray["where"] == f"refs/tags/{A}/v2/x"
     assert stray["fix"] == f"git tag -d {A}/v2/x"
     assert f"{A}/v2" in stray["message"]
+
+
+# -- 9. revert takes the publish before from the reverted publish's own record --------------
+
+def three_publishes(run: Any, base: Path) -> Path:
+    """The team's repository: billing-support v1 as sampled, v2 with a knowledge source
+    more, v3 with a new temperature."""
+    source = attacker_repo(base, run)
+    path = source / "agents" / A / "knowledge.yaml"
+    path.write_text(path.read_text() + "- id: status-page\n  type: website\n"
+                    "  settings: {url: \"https://status.example.com\"}\n")
+    commit_all(source, "status page")
+    assert run("publish", A, "-m", "second", "--no-push", repo=source).code == 0
+    path = source / "agents" / A / "agent.yaml"
+    path.write_text(path.read_text().replace("temperature: 0.2", "temperature: 0.7"))
+    commit_all(source, "warmer")
+    assert run("publish", A, "-m", "third", "--no-push", repo=source).code == 0
+    return source
+
+
+def test_revert_without_the_previous_tag_uses_the_record(run: Any, tmp_path: Path) -> None:
+    victim = clone(three_publishes(run, tmp_path), tmp_path)
+    git(victim, "tag", "-d", f"{A}/v2")
+    result = run("revert", A, "v3", "-m", "too warm", "--format", "json", repo=victim)
+    assert result.code == 0, result.err
+    config = run("show", A, "--env", "staging", "--format", "json", repo=victim).json()
+    assert config["model"]["temperature"] == 0.2  # v3's change undone
+    assert "status-page" in [k["id"] for k in config["knowledge"]]  # v2's kept
+    assert (victim / "agents" / A / "agent.yaml").is_file()
+
+
+def test_revert_refuses_when_the_publish_before_is_unknown(run: Any, tmp_path: Path) -> None:
+    source = three_publishes(run, tmp_path)
+    victim = tmp_path / "shallow"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{source}", str(victim))
+    assert git(victim, "tag", "-l") == f"{A}/v3"
+    refs = tree_state(victim)
+    result = run("revert", A, "v3", repo=victim)
+    assert result.code == 6, result
+    assert f"{A}/v2" in result.err and "git fetch --tags" in result.err
+    assert tree_state(victim) == refs
+    assert (victim / "agents" / A / "agent.yaml").is_file()

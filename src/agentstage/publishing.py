@@ -351,6 +351,29 @@ def _json_depth(text: str) -> int:
 
 def parse_record(info: TagInfo) -> dict[str, Any]:
     """A publish tag as a history entry (DESIGN.md section 4)."""
+    reason, record = read_record(info)
+    return {
+        "agent": record.get("agent"),
+        "version": record.get("version"),
+        "tag": info.name,
+        "commit": info.target,
+        "published_by": {"name": info.tagger.name, "email": info.tagger.email},
+        "published_at": info.time.isoformat(),
+        "reason": reason.strip(),
+        "previous": record.get("previous"),
+        "changes": record.get("changes", []),
+        "reverts": record.get("reverts", []),
+        "restores": record.get("restores", []),
+        "staging_commit": record.get("staging_commit"),
+        "retired": bool(record.get("retired", False)),
+    }
+
+
+def read_record(info: TagInfo) -> tuple[str, dict[str, Any]]:
+    """(reason, record) of a publish tag: the JSON block after the marker, parsed with a
+    bounded size and depth into an object (anything else is an InvalidConfig naming the
+    tag). The record as written, for what the history entry does not show
+    (`production_before`)."""
     reason, marker, block = info.message.rpartition(f"\n\n{RECORD_MARKER}\n")
     if not marker:
         raise InvalidConfig([Problem(TAG_PREFIX + info.name, None, "",
@@ -369,21 +392,7 @@ def parse_record(info: TagInfo) -> dict[str, Any]:
     if not isinstance(record, dict) or not isinstance(record.get("changes", []), list):
         raise InvalidConfig([Problem(where, None, "", "publish record is not a JSON object "
                                      "with a list of changes")])
-    return {
-        "agent": record.get("agent"),
-        "version": record.get("version"),
-        "tag": info.name,
-        "commit": info.target,
-        "published_by": {"name": info.tagger.name, "email": info.tagger.email},
-        "published_at": info.time.isoformat(),
-        "reason": reason.strip(),
-        "previous": record.get("previous"),
-        "changes": record.get("changes", []),
-        "reverts": record.get("reverts", []),
-        "restores": record.get("restores", []),
-        "staging_commit": record.get("staging_commit"),
-        "retired": bool(record.get("retired", False)),
-    }
+    return reason, record
 
 
 def parse_when(text: str, end_of_day: bool = False) -> datetime:

@@ -15,10 +15,10 @@ from agentstage.agents import AgentState, agent_state, load_at, parse_tag
 from agentstage.config import agent_dir, load_agent
 from agentstage.edit import Edit, apply_edits
 from agentstage.editing import commit_agent_files, field_changes
-from agentstage.errors import Conflict, NotFound, NothingToPublish
+from agentstage.errors import Conflict, InvalidConfig, NotFound, NothingToPublish, Problem
 from agentstage.fieldpath import parse_path
 from agentstage.model import AgentConfig
-from agentstage.publishing import RESTORE_TRAILER, REVERT_TRAILER, parse_record
+from agentstage.publishing import RESTORE_TRAILER, REVERT_TRAILER, parse_record, read_record
 from agentstage.semdiff import (
     MISSING,
     Change,
@@ -28,7 +28,7 @@ from agentstage.semdiff import (
     undo_order,
     value_at,
 )
-from agentstage.store import Store, TagInfo
+from agentstage.store import TAG_PREFIX, Store, TagInfo
 
 
 def _tag_info(store: Store, agent: str, text: str) -> tuple[TagInfo, int]:
@@ -48,8 +48,7 @@ def plan_revert(store: Store, state: AgentState, info: TagInfo, version: int
                 ) -> tuple[dict[str, bytes] | None, list[dict[str, Any]], bool]:
     """(new staging files or None to remove the agent, conflicts, anything to do)."""
     agent = state.agent
-    previous = store.tag(f"{agent}/v{version - 1}") if version > 1 else None
-    before = load_at(store, previous.target if previous else None, agent)
+    before = load_at(store, _predecessor(store, agent, info, version), agent)
     after = load_at(store, info.target, agent)
     files = store.agent_files(state.staging, agent)
     current = load_agent(agent, files) if files is not None else None
@@ -78,6 +77,33 @@ def plan_revert(store: Store, state: AgentState, info: TagInfo, version: int
     if conflicts or not edits:
         return files, conflicts, bool(edits)
     return apply_edits(files, edits), [], True
+
+
+def _predecessor(store: Store, agent: str, info: TagInfo, version: int) -> str | None:
+    """The commit the publish *info* (version *version*) changed production from, as its
+    own record names it: the previous tag's commit, else `production_before`; None when
+    it was the first publish. Unknown here (a tag not fetched, a commit not in this
+    repository) is NotFound: guessing "the first publish" would remove the agent."""
+    _reason, record = read_record(info)
+    previous, before = record.get("previous"), record.get("production_before")
+    expected = f"{agent}/v{version - 1}" if version > 1 else None
+    where = f"{TAG_PREFIX}{info.name}"
+    if previous != expected or not (before is None or isinstance(before, str)):
+        raise InvalidConfig([Problem(where, None, "", f"its publish record names "
+                                     f"{previous!r} as the publish before it, expected "
+                                     f"{expected!r}: not a record agentstage wrote")],
+                            hint="see 'agentstage doctor'; revert by hand with agentstage set")
+    if expected is None:
+        return None
+    found = store.tag(expected)
+    if found is not None:
+        return found.target
+    if before is not None and store.object_kind(before) == "commit":
+        return before
+    raise NotFound(f"cannot revert {info.name}: the publish before it ({expected}) is not in "
+                   "this repository, so what it changed is unknown (nothing was changed)",
+                   hint="fetch the team's publishes: git fetch --tags (a shallow clone also "
+                        "needs git fetch --unshallow)")
 
 
 def _clash(path: str, before: Any, published: Any, now: Any) -> dict[str, Any]:
