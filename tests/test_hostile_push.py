@@ -505,3 +505,21 @@ def test_an_old_publish_tag_is_never_moved_or_deleted(atomic: bool, clone: Path,
     refused(push(clone, f"+refs/tags/{AGENT}/v1", atomic=atomic), "never moved")
     refused(push(clone, f":refs/tags/{AGENT}/v1", atomic=atomic), "never deleted")
     assert tree_state(server) == before
+
+
+@pytest.mark.parametrize("kind", ["blob", "tree"])
+def test_a_publish_tag_of_a_blob_already_on_a_server_is_an_error_not_a_crash(
+        run: Any, kind: str, bare: Path) -> None:
+    """What a server without the hook may already hold: every command says what is wrong
+    (history may skip it with a warning), none crashes."""
+    staging = git(bare, "rev-parse", "staging")
+    target = git(bare, "rev-parse", f"staging:{AGENT_YAML}" if kind == "blob"
+                 else "staging^{tree}")
+    tag(bare, f"{AGENT}/v1", target, record(1, staging), kind)
+    git(bare, "update-ref", PROD, staging)
+    for args in (("show", AGENT, "--env", "v1"), ("history", AGENT), ("history",),
+                 ("agents",), ("diff", AGENT)):
+        done = run(*args, repo=bare)
+        assert done.code in (0, 4) and "internal error" not in done.err, (args, done.err)
+    shown = run("show", AGENT, "--env", "v1", repo=bare)
+    assert f"error: refs/tags/{AGENT}/v1: points at a {kind}, not a commit" in shown.err

@@ -410,7 +410,13 @@ class Store:
         if not isinstance(obj, pygit2.Tag):
             raise InvalidConfig([Problem(TAG_PREFIX + name, None, "",
                                          "is a lightweight tag, not a publish record")])
-        return _tag_info(obj, TAG_PREFIX + name)._replace(name=name)
+        info = _tag_info(obj, TAG_PREFIX + name)._replace(name=name)
+        kind = self.object_kind(info.target)
+        if kind != "commit":  # e.g. pushed to a server without the hook
+            raise InvalidConfig([Problem(TAG_PREFIX + name, None, "", f"points at a "
+                                         f"{kind or 'missing object'}, not a commit: not a "
+                                         "publish record")])
+        return info
 
     # -- writing objects -------------------------------------------------------------------
 
