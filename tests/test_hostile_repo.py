@@ -320,3 +320,22 @@ def test_revert_refuses_when_the_publish_before_is_unknown(run: Any, tmp_path: P
     assert f"{A}/v2" in result.err and "git fetch --tags" in result.err
     assert tree_state(victim) == refs
     assert (victim / "agents" / A / "agent.yaml").is_file()
+
+
+def test_versions_are_read_from_packed_and_loose_refs_alike(run: Any, tmp_path: Path) -> None:
+    """A clone's refs are packed; later ones are loose; a name that holds another
+    agent's tag name inside it is not that agent's."""
+    source = attacker_repo(tmp_path, run)
+    tag_copies(source, [f"other/refs/tags/{A}/v2", f"{A}-x/v2"])
+    victim = clone(source, tmp_path)
+    assert (victim / ".git" / "packed-refs").read_text().count(f"refs/tags/{A}/v1") == 1
+    assert run("history", A, "--format", "json", repo=victim).json()[0]["tag"] == f"{A}/v1"
+    path = victim / "agents" / A / "agent.yaml"
+    path.write_text(path.read_text().replace("temperature: 0.2", "temperature: 0.3"))
+    commit_all(victim, "warmer")
+    assert run("publish", A, "-m", "second", "--no-push", repo=victim).code == 0
+    assert (victim / ".git" / "refs" / "tags" / A / "v2").is_file()  # loose
+    entries = run("history", A, "--format", "json", repo=victim).json()
+    assert [e["tag"] for e in entries] == [f"{A}/v2", f"{A}/v1"]
+    assert run("agents", "--format", "json", repo=victim).json()[0]["production"][
+        "version"] == 2

@@ -8,8 +8,8 @@ ref that moved under us is a Conflict, never an overwrite.
 
 from __future__ import annotations
 
-import bisect
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -73,6 +73,10 @@ _MODES = {b"40000": "tree", b"100644": "file", b"100755": "file", b"120000": "sy
           b"160000": "submodule"}
 
 
+_PACKED_ID = re.compile(rb"[0-9a-f]{40}|[0-9a-f]{64}")
+_PACKED_TAG = re.compile(rb"^[0-9a-f]{40,64} (refs/tags/[^\n]+)$", re.MULTILINE)
+
+
 def _bad_tree(where: str, problem: str) -> InvalidConfig:
     return InvalidConfig([Problem(where or "(the root tree)", None, "", problem)],
                          hint="this tree was not written by git; fix the commit that made it "
@@ -83,7 +87,9 @@ class Store:
     def __init__(self, repo: pygit2.Repository) -> None:
         self._repo = repo
         self._trees: dict[str, dict[str, TreeEntry]] = {}
-        self._packed: tuple[tuple[int, int, int], list[str]] | None = None
+        self._packed: tuple[tuple[int, int, int], bytes, dict[str, list[str]] | None] | None \
+            = None
+        self._searches = 0
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -183,6 +189,10 @@ class Store:
         return git_dir
 
     def _packed_names(self, common: Path, prefix: str) -> list[str]:
+        """The names under *prefix* in packed-refs (read once per change of the file): a
+        search of its bytes for `<id> <prefix>`, so Python touches only those lines; from
+        the second search on, the tag names are grouped by their first directory once, so
+        a listing of every agent costs one pass, not one per agent."""
         path = common / "packed-refs"
         try:
             info = path.stat()
@@ -190,17 +200,31 @@ class Store:
             return []
         key = (info.st_ino, info.st_size, info.st_mtime_ns)
         if self._packed is None or self._packed[0] != key:
-            names = []
-            for line in path.read_bytes().splitlines():
-                if line[:1] in (b"#", b"^") or b" " not in line:
-                    continue
-                names.append(line.partition(b" ")[2].decode("utf-8", "replace"))
-            names.sort()
-            self._packed = (key, names)
-        names = self._packed[1]
-        start = bisect.bisect_left(names, prefix)
-        end = bisect.bisect_left(names, prefix[:-1] + chr(ord(prefix[-1]) + 1))
-        return names[start:end]
+            self._packed = (key, path.read_bytes(), None)
+        _key, data, groups = self._packed
+        owner = prefix.removeprefix(TAG_PREFIX)
+        grouped = prefix.startswith(TAG_PREFIX) and owner.count("/") == 1 and owner[:-1] != ""
+        if grouped and groups is None and self._searches > 0:
+            groups = {}
+            for raw in _PACKED_TAG.findall(data):
+                name = raw.rstrip(b"\r").decode("utf-8", "replace")
+                head = name[:name.find("/", len(TAG_PREFIX)) + 1]
+                groups.setdefault(head, []).append(name)
+            self._packed = (key, data, groups)
+        if grouped and groups is not None:
+            return list(groups.get(prefix, []))
+        self._searches += 1
+        needle = b" " + prefix.encode()
+        names = []
+        at = data.find(needle)
+        while at >= 0:
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            end = len(data) if end < 0 else end
+            if _PACKED_ID.fullmatch(data[start:at]):  # `<id> <name>`, not a name's middle
+                names.append(data[at + 1:end].rstrip(b"\r").decode("utf-8", "replace"))
+            at = data.find(needle, end)
+        return names
 
     def upstream(self, branch: str = STAGING) -> tuple[str, str] | None:
         """(remote name, remote-tracking ref) that *branch* tracks, None when it tracks none
