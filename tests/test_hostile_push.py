@@ -523,3 +523,26 @@ def test_a_publish_tag_of_a_blob_already_on_a_server_is_an_error_not_a_crash(
         assert done.code in (0, 4) and "internal error" not in done.err, (args, done.err)
     shown = run("show", AGENT, "--env", "v1", repo=bare)
     assert f"error: refs/tags/{AGENT}/v1: points at a {kind}, not a commit" in shown.err
+
+
+@ATOMIC
+def test_a_later_tag_of_the_push_that_is_no_commit_is_refused(run: Any, atomic: bool,
+                                                              clone: Path, server: Path) -> None:
+    _v2, v3 = two_publishes(run, clone)
+    blob = git(clone, "rev-parse", f"{v3}:{AGENT_YAML}")
+    tag(clone, f"{AGENT}/v3", blob, record(3, blob), "blob")
+    before = tree_state(server)
+    refused(push(clone, *publish_push(clone, 2, 3), atomic=atomic),
+            f"error: refs/tags/{AGENT}/v3: a publish tag points at a commit")
+    assert tree_state(server) == before
+
+
+def test_staging_pushed_as_a_blob_beside_a_publish_is_refused(run: Any, clone: Path,
+                                                              server: Path) -> None:
+    edit(clone, "temperature: 0.3", "temperature: 0.4")
+    publish(run, clone)
+    blob = obj(clone, "blob", b"not a commit")
+    before = tree_state(server)
+    refused(push(clone, f"+{blob}:refs/heads/staging", PROD, f"refs/tags/{AGENT}/v2"),
+            "error: refs/heads/staging: staging must point at a commit")
+    assert tree_state(server) == before

@@ -350,12 +350,18 @@ class _Rules:
         return (f"cannot be created: the server has {found[0]}, and git cannot hold both "
                 f"names; an admin must delete it first (git push REMOTE :{found[0]})")
 
+    def _ancestor(self, old: str, new: str) -> bool:
+        """Whether commit *old* is *new* or an ancestor of it; False when either is not a
+        commit (another ref of the push may point anywhere: its own rule names that)."""
+        return self.store.object_kind(old) == "commit" and \
+            self.store.object_kind(new) == "commit" and self.store.is_ancestor(old, new)
+
     def _forward(self, u: RefUpdate, what: str, hint: str) -> str | None:
         if u.new is None:
             return f"{what} is never deleted"
         if self.store.object_kind(u.new) != "commit":
             return f"{what} must point at a commit"
-        if u.old is not None and not self.store.is_ancestor(u.old, u.new):
+        if u.old is not None and not self._ancestor(u.old, u.new):
             return f"not a fast-forward: {what} only moves forward; {hint}"
         return None
 
@@ -412,7 +418,7 @@ class _Rules:
             return f"{self.who} may not publish {agent}; ask an admin to add you to " \
                    f"publishers in the server's policy", []
         staging = self.staging_after()
-        if staging is None or not self.store.is_ancestor(u.new, staging):
+        if staging is None or not self._ancestor(u.new, staging):
             return (f"production moves only to a commit staging has, and {u.new[:12]} is not "
                     "on the server's staging: push staging in the same push (agentstage "
                     f"publish {agent} --push REMOTE does), or publish from the server's "
@@ -448,7 +454,7 @@ class _Rules:
                      None)
         if later is not None:
             after = self.store.tag_object(later.update.new or "")
-            if after is not None and not self.store.is_ancestor(info.target, after.target):
+            if after is not None and not self._ancestor(info.target, after.target):
                 return (f"points at {info.target[:12]}, which is not an ancestor of "
                         f"{agent}/v{later.digits}'s {after.target[:12]}: publishes only move "
                         "forward"), []
