@@ -339,3 +339,83 @@ def test_versions_are_read_from_packed_and_loose_refs_alike(run: Any, tmp_path: 
     assert [e["tag"] for e in entries] == [f"{A}/v2", f"{A}/v1"]
     assert run("agents", "--format", "json", repo=victim).json()[0]["production"][
         "version"] == 2
+
+
+# -- 8. no internal error from any repository content ---------------------------------------
+
+def raw_object(repo: Path, kind: str, data: bytes) -> str:
+    done = subprocess.run(["git", "-C", str(repo), "hash-object", "-t", kind, "--literally",
+                           "-w", "--stdin"], input=data, capture_output=True, check=True)
+    return done.stdout.decode().strip()
+
+
+RECORD = json.dumps({"agent": A, "version": 2, "previous": f"{A}/v1", "changes": []})
+TAGGER = "tagger Mallory <m@example.com> 1700000000 +0000\n"
+
+
+def hostile_tag(source: Path, case: str) -> bytes:
+    commit = git(source, "rev-parse", "staging")
+    target, kind, tagger, record = commit, "commit", TAGGER, RECORD
+    if case == "no tagger line":
+        tagger = ""
+    elif case == "tagger time 99999999999999":
+        tagger = "tagger Mallory <m@example.com> 99999999999999 +0000\n"
+    elif case == "on a tree":
+        target, kind = git(source, "rev-parse", "staging^{tree}"), "tree"
+    elif case == "on a blob":
+        target, kind = git(source, "rev-parse", f"staging:agents/{A}/agent.yaml"), "blob"
+    elif case == "record is a list":
+        record = "[]"
+    elif case == "changes is a number":
+        record = json.dumps({"agent": A, "version": 2, "changes": 5})
+    elif case == "record nested 100000 deep":
+        record = "[" * 100_000 + "]" * 100_000
+    return (f"object {target}\ntype {kind}\ntag {A}/v2\n{tagger}\nwhy\n\n"
+            f"agentstage-publish-record: 1\n{record}\n").encode()
+
+
+TAG_CASES = ["no tagger line", "tagger time 99999999999999", "on a tree", "on a blob",
+             "record is a list", "changes is a number", "record nested 100000 deep"]
+
+
+@pytest.mark.parametrize("case", TAG_CASES)
+def test_a_hostile_tag_is_a_clean_error_for_every_command(run: Any, tmp_path: Path,
+                                                          case: str) -> None:
+    source = attacker_repo(tmp_path, run)
+    oid = raw_object(source, "tag", hostile_tag(source, case))
+    git(source, "update-ref", f"refs/tags/{A}/v2", oid)
+    victim = clone(source, tmp_path)
+    assert git(victim, "rev-parse", f"refs/tags/{A}/v2") == oid
+    refs = tree_state(victim)
+    bad_object = not case.startswith(("record", "changes"))  # else the record is bad
+    expected = {("history",): {0}, ("history", A): {0}, ("doctor",): {1},
+                ("show", A, "--env", "v2"): {4} if bad_object else {0},
+                ("revert", A, "v2"): {4},
+                ("restore", A, "v2"): {4} if bad_object else {3},  # staging is v2's
+                ("agents",): {0, 4}, ("diff", A): {0, 4}}
+    for args, codes in expected.items():
+        result = run(*args, repo=victim)
+        no_internal_error(result)
+        assert result.code in codes, (args, result)
+        if result.code == 4:
+            assert f"{A}/v2" in result.err, (args, result)
+    history = run("history", A, "--format", "json", repo=victim)
+    assert [e["tag"] for e in history.json()] == [f"{A}/v1"]
+    assert f"refs/tags/{A}/v2" in history.err
+    assert tree_state(victim) == refs
+
+
+def test_a_gitlink_under_agents_is_a_clean_error_in_a_pull_request_diff(
+        run: Any, tmp_path: Path) -> None:
+    source = attacker_repo(tmp_path, run)
+    base = git(source, "rev-parse", "staging")
+    commit = git(source, "rev-parse", "staging")
+    git(source, "update-index", "--add", "--cacheinfo", f"160000,{commit},agents/sub")
+    git(source, "commit", "-q", "-m", "a submodule among the agents")
+    victim = clone(source, tmp_path)
+    for fmt in ("text", "json", "markdown"):
+        result = run("diff", "--base", base, "--head", "staging", "--format", fmt,
+                     repo=victim)
+        no_internal_error(result)
+        assert result.code == 4, (fmt, result)
+        assert "agents/sub" in result.err and "submodule" in result.err

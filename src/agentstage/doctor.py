@@ -209,7 +209,10 @@ def _check_agent(store: Store, agent: str, versions: list[int], staging: str | N
         # A clone: a local production ref that is missing, or that the team's publishes
         # left behind, is not an interrupted publish; production is read from the tags.
         tracking = store.remote_ref(found[0], prod_ref)
-        newest = store.tag(f"{agent}/v{versions[-1]}") if versions else None
+        try:
+            newest = store.tag(f"{agent}/v{versions[-1]}")
+        except AgentstageError:  # a bad tag: a bad-tag finding below
+            newest = None
         if newest is not None and (production is None or (
                 tracking == newest.target and store.is_ancestor(production, newest.target))):
             production = newest.target
