@@ -419,3 +419,22 @@ def test_a_gitlink_under_agents_is_a_clean_error_in_a_pull_request_diff(
         no_internal_error(result)
         assert result.code == 4, (fmt, result)
         assert "agents/sub" in result.err and "submodule" in result.err
+
+
+# -- 10. a bad directory in a listing; no setting that nothing reads ------------------------
+
+def test_diff_of_every_agent_reports_a_bad_directory_and_goes_on(run: Any,
+                                                                   tmp_path: Path) -> None:
+    source = attacker_repo(tmp_path, run)
+    shutil.copytree(source / "agents" / "hr-helpdesk", source / "agents" / "Old_Bot")
+    commit_all(source, "a directory that is not an agent id")
+    victim = clone(source, tmp_path)
+    result = run("diff", "--format", "json", repo=victim)
+    assert result.code == 0, result.err
+    assert {r["agent"] for r in result.json()} == {"hr-helpdesk", "sales-assistant"}
+    assert "agents/Old_Bot" in result.err and "'old-bot'" in result.err
+
+
+def test_the_readme_documents_no_repository_settings_file() -> None:
+    """agentstage.yaml was documented as repository settings, but nothing reads it."""
+    assert "agentstage.yaml" not in (Path(__file__).parent.parent / "README.md").read_text()

@@ -454,6 +454,7 @@ def diff(obj: Context, agents: tuple[str, ...], exit_code: bool, base: str | Non
     else:
         from agentstage.agents import agents_table
 
+        _warn_bad_agent_dirs(store)
         results = [diff_agent(store, row["agent"]) for row in agents_table(store)
                    if row["staging_differs"]]
     color = use_color()
@@ -475,6 +476,20 @@ def diff(obj: Context, agents: tuple[str, ...], exit_code: bool, base: str | Non
         click.echo(text.rstrip("\n") if results else nothing)
     if exit_code and any(r["has_changes"] for r in results):
         raise click.exceptions.Exit(1)
+
+
+def _warn_bad_agent_dirs(store: Store) -> None:
+    """A directory under agents/ on staging whose name is not an agent id is not an agent
+    (it is never diffed or published): say so, and go on with the others."""
+    from agentstage.agents import staging_head
+    from agentstage.errors import warn
+    from agentstage.ids import AGENT_ID_RULE, is_agent_id, suggest_agent_id
+
+    for name in store.list_agents(staging_head(store)):
+        if not is_agent_id(name):
+            warn(f"agents/{name}: skipped: directory name {name!r} is not a valid agent id "
+                 f"(an agent id is {AGENT_ID_RULE}); rename it, e.g. to "
+                 f"{suggest_agent_id(name)!r}")
 
 
 @cli.command()
