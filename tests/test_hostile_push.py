@@ -546,3 +546,23 @@ def test_staging_pushed_as_a_blob_beside_a_publish_is_refused(run: Any, clone: P
     refused(push(clone, f"+{blob}:refs/heads/staging", PROD, f"refs/tags/{AGENT}/v2"),
             "error: refs/heads/staging: staging must point at a commit")
     assert tree_state(server) == before
+
+
+def test_a_tag_object_named_for_another_publish_is_refused(clone: Path, server: Path) -> None:
+    commit = staged(clone)
+    oid = obj(clone, "tag", f"object {commit}\ntype commit\ntag hr-helpdesk/v2\n".encode()
+              + b"tagger " + TAGGER + b"\n\n" + record(2, commit).encode())
+    before = tree_state(server)
+    refused(push(clone, f"{commit}:{PROD}", f"{oid}:refs/tags/{AGENT}/v2"),
+            f"error: refs/tags/{AGENT}/v2: the tag object is named 'hr-helpdesk/v2'")
+    assert tree_state(server) == before
+
+
+def test_a_push_of_hundreds_of_blocking_names_is_refused_in_bounded_time(
+        clone: Path, server: Path) -> None:
+    before = tree_state(server)
+    refs = [f"HEAD:refs/tags/{AGENT}/v1/x{n}" for n in range(300)]
+    done = push(clone, *refs, user="mallory", atomic=False)
+    refused(done, f"error: refs/tags/{AGENT}/v1/x0: refused: would block")
+    assert done.stderr.count("refused: would block") == 300
+    assert tree_state(server) == before
