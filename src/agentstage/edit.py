@@ -770,14 +770,14 @@ def _exact_floats() -> tuple[type, type]:
     from ruamel.yaml.representer import RoundTripRepresenter
     from ruamel.yaml.scalarfloat import ScalarFloat
 
-    class Constructor(RoundTripConstructor):  # type: ignore[misc]
+    class Constructor(RoundTripConstructor):
         def construct_yaml_float(self, node: Any) -> Any:
             value = super().construct_yaml_float(node)
             if isinstance(value, ScalarFloat):
-                value.agentstage_text = node.value
+                setattr(value, "agentstage_text", node.value)  # noqa: B010
             return value
 
-    class Representer(RoundTripRepresenter):  # type: ignore[misc]
+    class Representer(RoundTripRepresenter):
         def represent_scalar_float(self, data: Any) -> Any:
             text = getattr(data, "agentstage_text", None)
             if isinstance(text, str):
