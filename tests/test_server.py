@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agentstage.errors import PolicyDenied
-from agentstage.remote import push_publish, push_published
+from agentstage.remote import fetch, push_publish, push_published
 from agentstage.store import Store
 from conftest import commit_all, git, hooked_server, tree_state
 
@@ -304,6 +304,7 @@ def test_refused_push_publish_puts_the_local_repository_back(
     assert push(clone, *publish_refs(1), user="alice").returncode == 0
     edit(clone, "temperature: 0.2", "temperature: 0.3")
     assert push(clone, "staging", user="carol").returncode == 0
+    fetch(Store.open(clone), "origin")  # as publish does first: the server's pushers' notes
     local_before, server_before = tree_state(clone), tree_state(server)
     publish(run, clone, "carol tries")
     monkeypatch.setenv("REMOTE_USER", "carol")

@@ -14,7 +14,7 @@ from agentstage.errors import PolicyDenied
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
-@click.argument("name", type=click.Choice(["pre-commit", "pre-receive"]))
+@click.argument("name", type=click.Choice(["pre-commit", "pre-receive", "post-receive"]))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
 def hook(obj: Context, name: str, args: tuple[str, ...]) -> None:
@@ -23,9 +23,11 @@ def hook(obj: Context, name: str, args: tuple[str, ...]) -> None:
     \b
     pre-commit   validate the agents the commit touches, as staged in the index
     pre-receive  on a server: refuse a push that breaks a rule (exit 7)
+    post-receive on a server, after a push landed: record who pushed each publish
+                 (a note on its tag under refs/notes/agentstage-pushers)
 
     A hook that was installed before agentstage's (kept as NAME.local) runs first;
-    when it fails, so does this.
+    when it fails, so does this (post-receive records the pusher all the same).
 
     \b
     Example (what hooks/pre-commit runs):
@@ -34,8 +36,14 @@ def hook(obj: Context, name: str, args: tuple[str, ...]) -> None:
     from agentstage import hooks
 
     store = obj.store
-    stdin = sys.stdin.buffer.read() if name == "pre-receive" else None
+    stdin = sys.stdin.buffer.read() if name in ("pre-receive", "post-receive") else None
     code = hooks.run_kept(store, name, args, stdin)
+    if name == "post-receive":  # the push has landed whatever the kept hook says
+        from agentstage.policy import pusher
+
+        for tag in hooks.post_receive(store, (stdin or b"").decode(errors="replace")):
+            click.echo(f"agentstage: {tag} recorded as pushed by {pusher(store)}", err=True)
+        raise click.exceptions.Exit(code)
     if code != 0:
         raise click.exceptions.Exit(code)
     if name == "pre-commit":
@@ -69,12 +77,17 @@ def hooks() -> None:
 
 
 @hooks.command()
-@click.option("--server", is_flag=True, help="Install the server hook (pre-receive) into a "
-              "bare repository instead of the checkout's pre-commit.")
+@click.option("--server", is_flag=True, help="Install the server hooks (pre-receive, "
+              "post-receive) into a bare repository instead of the checkout's pre-commit, "
+              "and set receive.fsckObjects.")
 @format_option("text", "json")
 @pass_ctx
 def install(obj: Context, server: bool, fmt: str) -> None:
-    """Install the pre-commit hook into a checkout, or with --server the pre-receive hook.
+    """Install the pre-commit hook into a checkout, or with --server the server hooks.
+
+    With --server it also sets receive.fsckObjects=true (git refuses malformed pushed
+    objects itself), and exits 5 after installing when a symbolic ref is named like a
+    protected ref or points at one, with the command that removes it.
 
     \b
     Examples:
@@ -85,6 +98,14 @@ def install(obj: Context, server: bool, fmt: str) -> None:
 
     result = hooks_mod.install(obj.store, server)
     emit(fmt, result, lambda: _hooks_text(result))
+    if result.get("symrefs"):
+        from agentstage.errors import Conflict
+
+        found = result["symrefs"]
+        raise Conflict(
+            "the hooks are installed, but a push through a symbolic ref reaches a protected "
+            "ref under another name: " + ", ".join(f"{s['ref']} -> {s['target']}" for s in found),
+            hint="remove it: " + "; ".join(s["fix"] for s in found))
 
 
 @hooks.command()
@@ -105,8 +126,12 @@ def uninstall(obj: Context, fmt: str) -> None:
 
 def _hooks_text(result: dict[str, Any]) -> str:
     rows = result["hooks"] or [{"hook": "(none)", "action": "no agentstage hook found"}]
-    return "\n".join(f"{r['hook']}: {r['action']}" for r in rows) + \
+    text = "\n".join(f"{r['hook']}: {r['action']}" for r in rows) + \
         f"\n(in {result['hooks_dir']})"
+    for setting in result.get("settings", []):
+        text += f"\ngit config {setting['key']} {setting['value']}: {setting['action']}" \
+            f"\n  why: {setting['why']}"
+    return text
 
 
 @cli.group()
@@ -119,6 +144,9 @@ def policy() -> None:
     publishers:              # may publish; keys are agent ids or "*"
       "*": [alice]
       support-bot: [bob]
+    users:                   # optional: a publish must be tagged with the pusher's email
+      alice: alice@example.com
+      bob: [bob@example.com, bob@home.example]
 
     A list left out names nobody. Without a policy anyone who can push may edit
     and publish. The pusher's name comes from the variable named by the server's

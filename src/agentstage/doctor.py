@@ -123,7 +123,38 @@ def check(store: Store, lock_age: float = 600.0) -> list[dict[str, Any]]:
     found = store.upstream(STAGING)
     if found is not None:
         findings += _check_remote(store, found[0], agents)
+    findings += _check_server(store)
     return findings
+
+
+def _check_server(store: Store) -> list[dict[str, Any]]:
+    """Where the server hooks are installed: the other server hooks, the git settings
+    `hooks install --server` sets, and no symbolic ref around a protected ref."""
+    from agentstage import hooks
+
+    if not hooks.installed(store, "pre-receive"):
+        return []
+    out: list[dict[str, Any]] = []
+    install = f"agentstage -C {store.git_dir} hooks install --server"
+    for name in hooks.SERVER_HOOKS:
+        if not hooks.installed(store, name):
+            out.append(_finding("server-hook-missing", name,
+                                f"the server hook {name} is not installed" + (
+                                    ": who pushed each publish is not recorded"
+                                    if name == "post-receive" else ""), fix=install))
+    for setting in hooks.server_settings(store):
+        if not setting["ok"]:
+            out.append(_finding(
+                "server-setting", setting["key"],
+                f"{setting['key']} is {setting['found'] or 'not set'}, should be "
+                f"{setting['value']}: {setting['why']}",
+                fix=f"git -C {store.git_dir} config {setting['key']} {setting['value']}"))
+    for symref in hooks.protected_symrefs(store):
+        out.append(_finding(
+            "protected-symref", symref["ref"],
+            f"{symref['ref']} is a symbolic ref to {symref['target']}: a push through it "
+            "reaches a protected ref under another name", fix=symref["fix"]))
+    return out
 
 
 def _check_remote(store: Store, remote: str, agents: dict[str, list[int]]

@@ -29,7 +29,13 @@ from agentstage.policy import (
 from agentstage.store import PRODUCTION_PREFIX, STAGING, Store, TagInfo
 
 CLIENT_HOOKS = ("pre-commit",)
-SERVER_HOOKS = ("pre-receive",)
+SERVER_HOOKS = ("pre-receive", "post-receive")
+# What `hooks install --server` sets in the server repository's git config, and why.
+SERVER_SETTINGS = (
+    ("receive.fsckObjects", "true",
+     "git checks every pushed object and refuses a malformed one (duplicate or unsorted tree "
+     "entries, a broken tag or commit) before any hook runs"),
+)
 KEPT_SUFFIX = ".local"
 PUBLISH_TAG_RE = re.compile(r"refs/tags/([^/]+)/v([1-9][0-9]*)")
 
@@ -108,7 +114,76 @@ def install(store: Store, server: bool = False) -> dict[str, Any]:
         tmp.chmod(0o755)
         os.replace(tmp, target)
         done.append({"hook": name, "action": action})
-    return {"hooks_dir": str(directory), "hooks": done}
+    if not server:
+        return {"hooks_dir": str(directory), "hooks": done}
+    return {"hooks_dir": str(directory), "hooks": done, "settings": configure_server(store),
+            "symrefs": protected_symrefs(store)}
+
+
+def installed(store: Store, name: str) -> bool:
+    """Whether agentstage's hook *name* is installed where git looks for hooks."""
+    return _is_ours(hooks_dir(store) / name, name)
+
+
+def _git(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "--git-dir", str(store.git_dir), *args], capture_output=True,
+                          text=True, check=False)
+
+
+def _is_true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "yes", "on", "1")
+
+
+def server_settings(store: Store) -> list[dict[str, Any]]:
+    """Each git setting the server should have: key, wanted value, what is in force, why."""
+    out = []
+    for key, value, why in SERVER_SETTINGS:
+        found = _git(store, "config", "--get", key).stdout.strip() or None
+        if found is None and key == "receive.fsckObjects":  # git's fallback for it
+            found = _git(store, "config", "--get", "transfer.fsckObjects").stdout.strip() or None
+        out.append({"key": key, "value": value, "found": found, "why": why,
+                    "ok": _is_true(found) == _is_true(value)})
+    return out
+
+
+def configure_server(store: Store) -> list[dict[str, Any]]:
+    """Set SERVER_SETTINGS in the repository's own config; what was done with each."""
+    done = []
+    for setting in server_settings(store):
+        key, value = setting["key"], setting["value"]
+        if setting["ok"]:
+            action = "already set"
+        else:
+            written = _git(store, "config", key, value)
+            if written.returncode != 0:
+                raise Conflict(f"could not set {key}: {written.stderr.strip()}",
+                               hint=f"run: git -C {store.git_dir} config {key} {value}")
+            action = "set" if setting["found"] is None else f"set (was {setting['found']})"
+        done.append({"key": key, "value": value, "action": action, "why": setting["why"]})
+    return done
+
+
+def _protected_ref(ref: str) -> bool:
+    """Whether *ref* is a name the server's rules guard (or one that would block one)."""
+    from agentstage.pushlog import NOTES_REF
+
+    parts = ref.split("/")
+    return (ref in (STAGING, META_REF, PRODUCTION_PREFIX.rstrip("/"), "refs/notes")
+            or ref.startswith((PRODUCTION_PREFIX, META_REF + "/", NOTES_REF))
+            or (parts[:2] == ["refs", "tags"] and len(parts) > 3 and is_agent_id(parts[2])))
+
+
+def protected_symrefs(store: Store) -> list[dict[str, str]]:
+    """Symbolic refs (HEAD aside) named like a protected ref or pointing at one: a push
+    through them reaches the protected ref under another name. Each with the command
+    that removes it."""
+    out = []
+    for name in store.refs("refs/"):
+        target = store.symbolic_target(name)  # followed to the end, existing or not
+        if target and (_protected_ref(name) or _protected_ref(target)):
+            out.append({"ref": name, "target": target,
+                        "fix": f"git -C {store.git_dir} symbolic-ref --delete {name}"})
+    return out
 
 
 def uninstall(store: Store) -> dict[str, Any]:
@@ -277,7 +352,7 @@ def check_push(store: Store, updates: list[RefUpdate], who: str | None) -> list[
         resolved.append(u)
     rules = _Rules(store, resolved, policy, who)
     return [r._replace(ref=shown.get(r.ref, r.ref)) for u in resolved
-            if (r := rules.check(u)) is not None]
+            if (r := server_written(u.ref) or rules.check(u)) is not None]
 
 
 class _Tag(NamedTuple):
@@ -502,6 +577,10 @@ class _Rules:
                     f"{'does' if len(wrong) == 1 else 'do'} not match {name} (agent {agent},"
                     f" version {version}, previous {previous or 'none'}, staging_commit "
                     f"{info.target[:12]})")
+        mismatch = self.policy.tagger_refusal(self.who, info.tagger.email) if self.policy \
+            else None  # the policy's users: the record must name the pusher
+        if mismatch:
+            return mismatch
         return self.blocked_by_existing(u.ref)
 
     def meta(self, u: RefUpdate) -> tuple[str | None, list[str]]:
@@ -540,3 +619,32 @@ def pre_receive(store: Store, text: str, env: Mapping[str, str]) -> list[Refusal
     every ref; the refusals (any refusal refuses the whole push)."""
     store.add_object_dirs(quarantine_dirs(env))
     return check_push(store, parse_updates(text), pusher(store))
+
+
+# -- post-receive: who pushed each publish ------------------------------------------------
+
+
+def server_written(ref: str) -> Refusal | None:
+    """Pushes to the pushers' notes ref (or a name that would block it) are refused: only
+    the server's post-receive hook writes it."""
+    from agentstage.pushlog import NOTES_REF
+
+    if ref == "refs/notes" or ref.startswith(NOTES_REF):
+        return Refusal(ref, f"{NOTES_REF} is written by the server only: its post-receive hook "
+                       "records who pushed each publish; push the publish itself", [])
+    return None
+
+
+def post_receive(store: Store, text: str) -> list[str]:
+    """The post-receive hook (the push has landed): note the authenticated pusher beside
+    every publish tag the push created. The names of the tags noted (none when the host
+    gave no identity)."""
+    from agentstage.pushlog import record
+
+    who = pusher(store)
+    created = {u.ref.removeprefix("refs/tags/"): u.new for u in parse_updates(text)
+               if u.old is None and u.new is not None and PUBLISH_TAG_RE.fullmatch(u.ref)}
+    if who is None or not created:
+        return []
+    record(store, [oid for oid in created.values() if oid is not None], who)
+    return sorted(created)

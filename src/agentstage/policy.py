@@ -9,9 +9,17 @@ publish; the structural rules of the server hook hold either way.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from agentstage.errors import InvalidConfig, Problem, UsageError
 from agentstage.ids import is_agent_id
@@ -24,6 +32,17 @@ DEFAULT_IDENTITY_VAR = "REMOTE_USER"
 ANYONE = "*"
 
 
+def _email(value: str) -> str:
+    if "@" not in value or any(c.isspace() or c in "<>" for c in value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+# a user's email, or a list of them; read as a list
+Emails = Annotated[list[Annotated[str, AfterValidator(_email)]], Field(min_length=1),
+                   BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
+
+
 class Policy(BaseModel):
     """A list left out names nobody; "*" names any authenticated pusher."""
 
@@ -32,6 +51,7 @@ class Policy(BaseModel):
     admins: list[str] = []
     editors: list[str] = []
     publishers: dict[str, list[str]] = {}
+    users: dict[str, Emails] = {}  # pusher name -> the emails their publishes are tagged with
 
     @field_validator("admins", "editors")
     @classmethod
@@ -50,6 +70,28 @@ class Policy(BaseModel):
             if any(not n.strip() for n in names):
                 raise ValueError("a name must not be empty")
         return value
+
+    @field_validator("users")
+    @classmethod
+    def _users(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name in value:
+            if not name.strip() or name == ANYONE:
+                raise ValueError("a user is a pusher's name, not empty and not \"*\"")
+        return value
+
+    def tagger_refusal(self, who: str | None, email: str) -> str | None:
+        """Why a publish tagged by *email* may not be pushed by *who* (None: it may). Only
+        when the policy maps users to emails: the record must name the pusher."""
+        if not self.users:
+            return None
+        if who is None or who not in self.users:
+            return (f"the policy maps pushers to emails (users), and {who} has none: ask an "
+                    f"admin to add '{who}: <your email>' to users")
+        mine = self.users[who]
+        if email.casefold() in (e.casefold() for e in mine):
+            return None
+        return (f"tagger {email} is not {who} ({', '.join(mine)}): publish as yourself "
+                f"(agentstage --author 'Your Name <{mine[0]}>' publish ...)")
 
     def is_admin(self, who: str | None) -> bool:
         return _member(who, self.admins)
@@ -73,7 +115,7 @@ def parse_policy(data: bytes, file: str = f"{META_REF}:{POLICY_FILE}") -> Policy
     doc = parse_yaml(data, file)
     if not isinstance(doc.data, dict):
         raise InvalidConfig([Problem(file, doc.line_of(()), "",
-                                     "must be a mapping with admins, editors, publishers")])
+                                     "must be a mapping with admins, editors, publishers, users")])
     try:
         return Policy.model_validate(doc.data)
     except ValidationError as exc:
@@ -81,7 +123,7 @@ def parse_policy(data: bytes, file: str = f"{META_REF}:{POLICY_FILE}") -> Policy
         for error in exc.errors():
             loc = tuple(s for s in error["loc"] if isinstance(s, (str, int)))
             path = ".".join(str(s) for s in loc)
-            message = "unknown field (expected admins, editors, publishers)" \
+            message = "unknown field (expected admins, editors, publishers, users)" \
                 if error["type"] == "extra_forbidden" else str(error["msg"]).removeprefix(
                     "Value error, ")
             problems.append(Problem(file, doc.line_of(loc), path, message))

@@ -462,6 +462,9 @@ def history(store: Store, agent: str | None = None, author: str | None = None,
     else:
         infos = iter(sorted(read(names), key=lambda i: (
             i.time, int(i.name.rpartition("/v")[2])), reverse=True))
+    from agentstage.pushlog import Pushers
+
+    pushers = Pushers(store)
     out: list[dict[str, Any]] = []
     for info in infos:
         if limit is not None and len(out) >= limit:
@@ -473,6 +476,10 @@ def history(store: Store, agent: str | None = None, author: str | None = None,
         except AgentstageError as exc:  # one unreadable record is reported, the rest shown
             warn(f"{exc.message} (skipped)")
             continue
+        # who the server authenticated for this push (its post-receive note), when known
+        pushed = pushers.of(store.ref(TAG_PREFIX + info.name))
+        entry["pushed_by"] = pushed["by"] if pushed else None
+        entry["pushed_at"] = pushed["at"] if pushed else None
         out.append(entry)
     return out
 

@@ -52,9 +52,15 @@ def _last_line(text: str, default: str) -> str:
 
 def fetch(store: Store, remote: str) -> None:
     """`git fetch REMOTE --tags`: the remote's branches into remote-tracking refs, and every
-    tag. A local tag that differs from the remote's tag of the same name is a Conflict:
-    two publishes took one version number."""
-    done = _git(store, "fetch", "--tags", remote)
+    tag, and the server's record of who pushed each publish (the notes ref, when the remote
+    has it: a pattern, so its absence is no error). A local tag that differs from the
+    remote's tag of the same name is a Conflict: two publishes took one version number."""
+    from agentstage.pushlog import NOTES_REF
+
+    # -c adds to the remote's configured refspecs; only the server writes this ref, so the
+    # remote's copy wins
+    done = _git(store, "-c", f"remote.{remote}.fetch=+{NOTES_REF}*:{NOTES_REF}*", "fetch",
+                "--tags", remote)
     if done.returncode == 0:
         return
     clobbered = [line.split("->")[-1].split("(")[0].strip() for line in done.stderr.splitlines()

@@ -329,8 +329,15 @@ def history_text(entries: Sequence[Mapping[str, Any]], color: bool) -> str:
         if entry.get("retired"):
             marks.append("(retired)")
         reason = " ".join([reason, *marks]).strip()
+        by = _cut(_clean(by), 40)
+        pushed = entry.get("pushed_by")
+        email = str(who.get("email", ""))
+        if pushed and str(pushed).casefold() not in {
+                str(who.get("name", "")).casefold(), email.casefold(),
+                email.partition("@")[0].casefold()}:
+            by += f" (pushed by {_cut(_clean(str(pushed)), 24)})"
         rows.append([_clean(str(entry.get("tag"))), _local_minute(entry.get("published_at")),
-                     _cut(_clean(by), 40), str(len(entry.get("changes") or [])), reason])
+                     by, str(len(entry.get("changes") or [])), reason])
         styles.append(["yellow", None, None, None, None])
     return "\n".join(_table(rows, styles, color)) + "\n"
 
