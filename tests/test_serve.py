@@ -176,6 +176,26 @@ def test_unknown_auth_mode_is_a_usage_error(run: Any, repo: Path) -> None:
     assert result.code == 2
 
 
+def test_a_port_in_use_is_a_usage_error(run: Any, repo: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        result = run("serve", "--port", str(taken.getsockname()[1]), repo=repo)
+    assert result.code == 2
+    assert "cannot listen on 127.0.0.1" in result.err
+
+
+def test_cli_start_up_does_not_import_the_server() -> None:
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "agentstage", "--help"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    imported = {line.rpartition("|")[2].strip().split(".")[0]
+                for line in done.stderr.splitlines() if "|" in line}
+    assert imported.isdisjoint({"fastapi", "starlette", "uvicorn", "jinja2", "httptools"})
+    assert "agentstage" in imported
+
+
 def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
     running = Server(sample_repo(tmp_path), server_env(tmp_path / "home"))
     with running.client() as client:
