@@ -304,16 +304,15 @@ def tag_of(agent: str, change_track_id: str | int) -> str:
 
 
 def publish_entry(store: Store, agent: str, change_track_id: str | int) -> dict[str, Any]:
-    """One publish as a history entry."""
-    from agentstage.publishing import parse_record
+    """One publish as a history entry, read and checked as `history` reads every entry."""
+    from agentstage.publishing import history
 
     tag = tag_of(agent, change_track_id)
-    agent_state(store, agent)
-    info = store.tag(tag)
-    if info is None:
+    found = next((e for e in history(store, agent) if e["tag"] == tag), None)
+    if found is None:
         raise NotFound(f"no publish {tag}",
                        hint=f"see the publishes with GET /api/v2/agents/{agent}/publishes")
-    return parse_record(info)
+    return found
 
 
 MAX_PAGE = 500
