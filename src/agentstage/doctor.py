@@ -14,8 +14,9 @@ from typing import Any
 from agentstage.agents import VERSION_RE, Versions, load_at, resolve_identity, versions_of
 from agentstage.errors import AgentstageError
 from agentstage.ids import is_agent_id
-from agentstage.publishing import parse_record
+from agentstage.publishing import parse_record, read_record
 from agentstage.store import PRODUCTION_PREFIX, STAGING, TAG_PREFIX, Store, production_ref
+from agentstage.verify import record_problems
 
 
 def _finding(kind: str, where: str, message: str, repair: str | None = None,
@@ -250,20 +251,34 @@ def _check_agent(store: Store, agent: str, versions: list[int], staging: str | N
     # *versions* are 1..N, the agent's versions; the gaps are _check_names's
     previous: str | None = None
     latest = None
+    newest_verifies = True
     for version in versions:
         name = f"{agent}/v{version}"
         try:
             info = store.tag(name)
             assert info is not None
             parse_record(info)
+            problems = record_problems(store, info, read_record(info)[1], deep=True)
         except AgentstageError as exc:
             out.append(_finding("bad-tag", TAG_PREFIX + name, exc.message))
             continue
-        if previous is not None and not store.is_ancestor(previous, info.target):
+        newest_verifies = not problems
+        if problems:
+            out.append(_finding(
+                "unverified-record", TAG_PREFIX + name,
+                f"{name} does not verify against the repository: {'; '.join(problems)}",
+                fix=f"if it came from elsewhere: git tag -d {name}"))
+        elif previous is not None and not store.is_ancestor(previous, info.target):
             out.append(_finding("not-fast-forward", TAG_PREFIX + name,
                                 f"{name} does not descend from the publish before it"))
         previous = latest = info.target
-    if latest is not None and production != latest:
+    if latest is not None and production != latest and not newest_verifies:
+        out.append(_finding(
+            "tag-without-production", prod_ref,
+            f"the newest tag {agent}/v{versions[-1]} is ahead of {prod_ref} but does not "
+            "verify: production is not moved to it",
+            fix=f"if it came from elsewhere: git tag -d {agent}/v{versions[-1]}"))
+    elif latest is not None and production != latest:
         if production is None or store.is_ancestor(production, latest):
             out.append(_finding(
                 "tag-without-production", prod_ref,

@@ -101,15 +101,45 @@ def _pending(store: Store, agent: str, staging: str, production: str | None
     if production is None:
         return True, found
     ancestor = production == staging
-    for _oid, message, parents in store.walk(staging, production):
+    for oid, message, parents in store.walk(staging, production):
         ancestor = ancestor or production in parents
         for line in message.splitlines():
             for trailer, key in ((REVERT_TRAILER, "reverts"), (RESTORE_TRAILER, "restores")):
                 if line.startswith(trailer):
                     tag = line[len(trailer):].strip()
-                    if tag.startswith(agent + "/") and tag not in found[key]:
+                    if tag.startswith(agent + "/") and tag not in found[key] and \
+                            _real_mark(store, agent, oid, parents, key, tag):
                         found[key].append(tag)
     return ancestor, found
+
+
+def _real_mark(store: Store, agent: str, commit: str, parents: list[str], key: str,
+               tag: str) -> bool:
+    """Whether a commit's revert or restore trailer (free text anyone can type) is what
+    it says, checked against the trees: a restore holds the tag's snapshot of the agent; a
+    revert of a first publish removes the agent, of a later one changes a file that
+    publish changed."""
+    try:
+        info = store.tag(tag)
+        if info is None:
+            return False
+        if key == "restores":
+            return store.agent_tree(commit, agent) == store.agent_tree(info.target, agent)
+        previous = read_record(info)[1].get("previous")
+        before = store.tag(previous) if isinstance(previous, str) else None
+        if previous is None:
+            return store.agent_tree(commit, agent) is None
+        if before is None:
+            return False
+        parent = parents[0] if parents else None
+        was, now = store.agent_file_ids(parent, agent) or {}, \
+            store.agent_file_ids(commit, agent) or {}
+        old, new = store.agent_file_ids(before.target, agent) or {}, \
+            store.agent_file_ids(info.target, agent) or {}
+        touched = {f for f in was.keys() | now.keys() if was.get(f) != now.get(f)}
+        return any(old.get(f) != new.get(f) for f in touched)
+    except AgentstageError:
+        return False
 
 
 def publish(store: Store, agent: str, reason: str | None, author: str | None = None,
@@ -142,6 +172,7 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
     who = None if dry_run else resolve_identity(store, author)
     repaired = reconcile(store, agent, who) if who is not None else []
     state = agent_state(store, agent)
+    _refuse_unverified(store, state)
     if target is not None and target == state.remote:
         _refuse_unpushed(store, state)
     if retire:
@@ -313,6 +344,8 @@ def reconcile(store: Store, agent: str, who: Identity) -> list[str]:
         return []
     if production is not None and not store.is_ancestor(production, info.target):
         return []  # production moved by other means: not an interrupted publish
+    if unverified(store, info):
+        return []  # not a publish agentstage made: never applied (publish and doctor say so)
     try:
         store.update_refs({production_ref(agent): (production, info.target)},
                           f"agentstage repair: complete publish {info.name}", who)
@@ -320,6 +353,38 @@ def reconcile(store: Store, agent: str, who: Identity) -> list[str]:
         return []  # someone else moved it meanwhile: nothing of ours to repair
     return [f"completed an interrupted publish: {production_ref(agent)} moved to "
             f"{info.name} ({info.target[:12]})"]
+
+
+def unverified(store: Store, info: TagInfo) -> list[str]:
+    """Why publish tag *info* is not one agentstage made, fully checked (record against the
+    repository, configuration valid, commit on staging); empty when it is."""
+    from agentstage.verify import record_problems
+
+    try:
+        problems = record_problems(store, info, read_record(info)[1], deep=True)
+    except AgentstageError as exc:
+        return [exc.message]
+    staging = store.ref(STAGING)
+    if staging is not None and not store.is_ancestor(info.target, staging):
+        problems.append("its commit is not on staging")
+    return problems
+
+
+def _refuse_unverified(store: Store, state: AgentState) -> None:
+    """A newest tag left ahead of production that does not verify (fetched from elsewhere,
+    or forged): publishing on top of it would carry it into the history."""
+    if not state.version or state.remote is not None:
+        return
+    info = store.tag(f"{state.agent}/v{state.version}")
+    if info is None or info.target == state.production:
+        return
+    problems = unverified(store, info)
+    if problems:
+        raise Conflict(
+            f"{info.name} is not a publish agentstage made, and production was not moved to "
+            f"it: {'; '.join(problems)}",
+            hint=f"if it came from elsewhere, delete it (git tag -d {info.name}); "
+                 "'agentstage doctor' lists what else does not verify")
 
 
 MAX_RECORD_CHARS = 256 * 1024
@@ -463,6 +528,7 @@ def history(store: Store, agent: str | None = None, author: str | None = None,
         infos = iter(sorted(read(names), key=lambda i: (
             i.time, int(i.name.rpartition("/v")[2])), reverse=True))
     from agentstage.pushlog import Pushers
+    from agentstage.verify import record_problems
 
     pushers = Pushers(store)
     out: list[dict[str, Any]] = []
@@ -473,9 +539,11 @@ def history(store: Store, agent: str | None = None, author: str | None = None,
             continue
         try:
             entry = parse_record(info)
+            problems = record_problems(store, info, read_record(info)[1])
         except AgentstageError as exc:  # one unreadable record is reported, the rest shown
             warn(f"{exc.message} (skipped)")
             continue
+        entry["verified"], entry["problems"] = not problems, problems
         # who the server authenticated for this push (its post-receive note), when known
         pushed = pushers.of(store.ref(TAG_PREFIX + info.name))
         entry["pushed_by"] = pushed["by"] if pushed else None

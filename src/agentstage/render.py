@@ -328,6 +328,9 @@ def history_text(entries: Sequence[Mapping[str, Any]], color: bool) -> str:
                  if entry.get(key)]
         if entry.get("retired"):
             marks.append("(retired)")
+        if entry.get("verified") is False:
+            marks.insert(0, "UNVERIFIED: " + _cut(_clean("; ".join(
+                map(str, entry.get("problems") or []))), 80))
         reason = " ".join([reason, *marks]).strip()
         by = _cut(_clean(by), 40)
         pushed = entry.get("pushed_by")

@@ -403,6 +403,14 @@ class Store:
             raise InvalidConfig(problems)
         return files
 
+    def agent_file_ids(self, commit: str | None, agent: str) -> dict[str, str] | None:
+        """File name -> blob id of `agents/<agent>` at *commit* (None: no such agent): what
+        changed between two commits, without reading a file."""
+        tree = self._subtree(commit, agent_dir(agent)) if commit else None
+        if tree is None:
+            return None
+        return {e.name: e.oid for e in self._entries(str(tree.id), agent_dir(agent)).values()}
+
     def list_agents(self, commit: str | None) -> list[str]:
         """The directories under `agents/` at *commit*, and the links and submodules there
         (which every command then refuses by name)."""
