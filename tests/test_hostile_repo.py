@@ -438,3 +438,40 @@ def test_diff_of_every_agent_reports_a_bad_directory_and_goes_on(run: Any,
 def test_the_readme_documents_no_repository_settings_file() -> None:
     """agentstage.yaml was documented as repository settings, but nothing reads it."""
     assert "agentstage.yaml" not in (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_a_tag_below_the_next_version_is_named_by_publish(run: Any, repo: Path) -> None:
+    """`bot/v2/x` blocks the tag `bot/v2` in git's ref storage: publish names it and says
+    how to remove it, instead of 'run the command again'."""
+    assert run("publish", "billing-support", "-m", "v1", repo=repo).code == 0
+    assert run("set", "billing-support", "model.temperature=0.4", repo=repo).code == 0
+    git(repo, "tag", "billing-support/v2/x", "staging")
+    before = tree_state(repo)
+    done = run("publish", "billing-support", "-m", "v2", repo=repo)
+    assert done.code == 5
+    assert "refs/tags/billing-support/v2/x blocks the refs a publish of billing-support/v2 " \
+           "writes" in done.err
+    assert "git update-ref -d refs/tags/billing-support/v2/x" in done.err
+    assert tree_state(repo) == before
+
+
+def test_a_link_where_an_agent_should_be_leaves_the_other_agents_listed(
+        run: Any, bare: Path) -> None:
+    blob = subprocess.run(["git", "-C", str(bare), "hash-object", "-w", "--stdin"],
+                          input=b"../elsewhere", capture_output=True,
+                          check=True).stdout.decode().strip()
+    entries = git(bare, "ls-tree", "staging:agents").splitlines()
+    listing = "".join(line + "\n" for line in entries) + f"120000 blob {blob}\tlinked\n"
+    tree = subprocess.run(["git", "-C", str(bare), "mktree"], input=listing, text=True,
+                          capture_output=True, check=True).stdout.strip()
+    root = git(bare, "ls-tree", "staging^{tree}").replace(
+        git(bare, "rev-parse", "staging:agents"), tree)
+    root_tree = subprocess.run(["git", "-C", str(bare), "mktree"], input=root + "\n",
+                               text=True, capture_output=True, check=True).stdout.strip()
+    git(bare, "update-ref", "refs/heads/staging",
+        git(bare, "commit-tree", root_tree, "-p", "staging", "-m", "a link"))
+    rows = run("agents", "--format", "json", repo=bare)
+    assert rows.code == 0, rows.err
+    by_agent = {r["agent"]: r for r in rows.json()}
+    assert "is a symbolic link" in by_agent["linked"]["problem"]
+    assert by_agent["billing-support"]["name"] == "Billing Support Bot"

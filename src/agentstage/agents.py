@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from agentstage.config import load_agent
-from agentstage.errors import AgentstageError, NotFound, UsageError
+from agentstage.errors import AgentstageError, InvalidConfig, NotFound, UsageError
 from agentstage.ids import check_agent_id, is_agent_id
 from agentstage.model import AgentConfig
 from agentstage.store import (
@@ -245,23 +245,37 @@ def agents_table(store: Store) -> list[dict[str, Any]]:
         names |= {n.removeprefix(prefix) for n in store.refs(prefix)}
     rows = []
     for agent in sorted(n for n in names if is_agent_id(n)):
-        state = agent_state(store, agent, must_exist=False)
-        production, version = state.production, state.version
-        files = store.agent_files(staging, agent)
-        name = ""
-        if files is not None:
-            try:
-                name = load_agent(agent, files).settings.name
-            except AgentstageError:  # an invalid agent is listed all the same
-                name = "(invalid)"
-        rows.append({
-            "agent": agent,
-            "name": name,
-            "production": {"version": version or None,
-                           "tag": f"{agent}/v{version}" if version else None,
-                           "commit": production},
-            "staging_differs": store.agent_tree(staging, agent)
-            != store.agent_tree(production, agent),
-            "retired": state.retired,
-        })
+        try:
+            rows.append(_agent_row(store, staging, agent))
+        except InvalidConfig as exc:  # e.g. a link where the agent's directory should be
+            version = latest_version(store, agent)
+            rows.append({
+                "agent": agent, "name": "(invalid)",
+                "production": {"version": version or None,
+                               "tag": f"{agent}/v{version}" if version else None,
+                               "commit": None},
+                "staging_differs": True, "retired": False, "problem": exc.message,
+            })
     return rows
+
+
+def _agent_row(store: Store, staging: str, agent: str) -> dict[str, Any]:
+    state = agent_state(store, agent, must_exist=False)
+    production, version = state.production, state.version
+    files = store.agent_files(staging, agent)
+    name = ""
+    if files is not None:
+        try:
+            name = load_agent(agent, files).settings.name
+        except AgentstageError:  # an invalid agent is listed all the same
+            name = "(invalid)"
+    return {
+        "agent": agent,
+        "name": name,
+        "production": {"version": version or None,
+                       "tag": f"{agent}/v{version}" if version else None,
+                       "commit": production},
+        "staging_differs": store.agent_tree(staging, agent)
+        != store.agent_tree(production, agent),
+        "retired": state.retired,
+    }

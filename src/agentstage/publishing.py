@@ -212,12 +212,23 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
             hint="merge production into staging (git merge production/" + agent +
                  " on staging), then publish again",
         )
-    dirty = store.dirty_paths(agent_dir(agent))
+    try:
+        dirty = store.dirty_paths(agent_dir(agent))
+    except AgentstageError as exc:  # e.g. a link in the checkout: a publish reads only git
+        dirty = []
+        warn(f"the checkout of {agent_dir(agent)} was not looked at: {exc.message}")
     if dirty:
         warn(f"uncommitted changes to {', '.join(dirty)} are not part of this publish: it "
              f"publishes staging's commit {state.staging[:12]} (commit them, then publish again)")
     version = state.version + 1
     tag = f"{agent}/v{version}"
+    blockers = store.ref_names(f"{TAG_PREFIX}{tag}/") + store.ref_names(
+        f"{production_ref(agent)}/")
+    if blockers:
+        raise Conflict(f"{', '.join(blockers)} block{'s' if len(blockers) == 1 else ''} the "
+                       f"refs a publish of {tag} writes (git keeps refs as files and "
+                       "directories)", hint="if nothing needs them, delete them: git update-ref "
+                       f"-d {blockers[0]}; 'agentstage doctor' lists them")
     previous = f"{agent}/v{state.version}" if state.version else None
     result: dict[str, Any] = {
         "agent": agent, "published": not dry_run, "version": version, "tag": tag,
