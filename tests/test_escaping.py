@@ -433,6 +433,18 @@ def test_keys_in_tool_config_with_invisible_characters_are_refused(repo: Path, r
         {k: p[k] for k in ("file", "line", "path")} for p in problems]
 
 
+@pytest.mark.parametrize("key", ["a\x85b", "top\u200bp", "\u202ex"])
+def test_set_refuses_a_key_with_an_invisible_character(repo: Path, run: Any, key: str) -> None:
+    import json
+
+    before = git(repo, "rev-parse", "staging")
+    result = run("set", AGENT, f"model.parameters.{json.dumps(key)}=1", repo=repo)
+    assert result.code == 4
+    assert_inert(result.err)
+    assert "key has the invisible or control character" in result.err
+    assert git(repo, "rev-parse", "staging") == before
+
+
 @pytest.mark.parametrize("ident", ["persona\\u200b", "\\u202epersona", "persona\\n",
                                    "per\\u00adsona", "persona\\U000E0041"])
 def test_ids_with_invisible_characters_are_refused(repo: Path, run: Any, ident: str) -> None:
