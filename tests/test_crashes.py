@@ -347,3 +347,26 @@ def test_writes_are_fsynced(bare: Path) -> None:
     plain = ("import pygit2, sys\nr = pygit2.Repository(sys.argv[1])\n"
              "r.references.create('refs/heads/plain', r.head.target)\n")
     assert fsyncs([sys.executable, "-c", plain, str(bare)]) == 0  # the count means something
+
+
+@pytest.mark.parametrize("next_step", ["doctor", "set"])
+def test_a_kill_inside_the_checkout_update_is_found_and_completed(
+        repo: Path, run: Any, next_step: str) -> None:
+    """Killed after one file of the checkout was written and before the index: every edit
+    used to stop on 'uncommitted changes' while doctor said healthy."""
+    done = cli(repo, "set", A, "model.temperature=0.5", crash_at="checkout:after-file")
+    assert done.returncode == 137, done.stderr
+    assert git(repo, "status", "--porcelain") != ""  # half-written: index and file disagree
+    found = run("doctor", "--format", "json", repo=repo)
+    assert found.code == 1
+    assert [f["kind"] for f in found.json()["findings"]] == ["interrupted-checkout"]
+    if next_step == "doctor":
+        repaired = run("doctor", "--repair", repo=repo)
+        assert repaired.code == 0, repaired.out
+        assert "healthy after repair" in repaired.out
+    else:
+        again = run("set", A, "model.max_tokens=900", repo=repo)
+        assert again.code == 0, again.err
+        assert "completed an interrupted update of the checkout" in again.err
+    assert git(repo, "status", "--porcelain") == ""
+    assert run("doctor", repo=repo).code == 0

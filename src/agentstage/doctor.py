@@ -108,6 +108,13 @@ def check(store: Store, lock_age: float = 600.0) -> list[dict[str, Any]]:
     staging = store.ref(STAGING)
     if staging is None:
         findings.append(_finding("no-staging", STAGING, "the staging branch is missing"))
+    for directory in store.interrupted_checkouts():
+        findings.append(_finding(
+            "interrupted-checkout", directory,
+            "a command moved staging and was cut short while the checkout followed: the "
+            "index and some files are still at the commit before (every edit of this agent "
+            "would stop on 'uncommitted changes')",
+            repair=f"bring {directory} in the checkout up to staging"))
     listed = _agents_with_refs(store)
     agents = {agent: list(range(1, v.latest + 1)) for agent, v in listed.items()
               if v.numbers or store.ref(production_ref(agent)) is not None}
@@ -312,6 +319,9 @@ def doctor(store: Store, repair: bool = False, lock_age: float = 600.0,
                 continue
             if finding["kind"] == "stale-lock":
                 Path(finding["where"]).unlink(missing_ok=True)
+            elif finding["kind"] == "interrupted-checkout":
+                if not store.complete_checkout(finding["where"]):
+                    continue
             elif finding["kind"] == "tag-without-production":
                 from agentstage.publishing import reconcile
 

@@ -632,6 +632,36 @@ class Store:
                                   self._blob_paths(staging, directory), self._blob,
                                   staging[:12])
 
+    def interrupted_checkouts(self) -> list[str]:
+        """The agent directories of a checkout of staging that a crash left between
+        staging's parent and staging (the index at the parent, each file at either side):
+        what the next command on that agent, or doctor --repair, completes."""
+        worktree = self._worktree()
+        staging = self.ref(STAGING)
+        if worktree is None or staging is None or self.head_branch() != STAGING:
+            return []
+        parents = self._commit(staging).parent_ids
+        if not parents:
+            return []
+        parent = str(parents[0])
+        found = []
+        for agent in self.changed_agents(parent, staging):
+            directory = agent_dir(agent)
+            try:
+                before = self._blob_paths(parent, directory)
+                after = self._blob_paths(staging, directory)
+                if worktree.staged(directory) == before != after and \
+                        worktree.between(before, after):
+                    found.append(directory)
+            except AgentstageError:
+                continue
+        return found
+
+    def complete_checkout(self, directory: str) -> bool:
+        """Finish an update of *directory* in the checkout that a crash cut short."""
+        worktree = self._worktree()
+        return worktree is not None and self._interrupted_sync(worktree, directory)
+
     def _sync_checkout(self, worktree: WorkTree, old: str | None, new: str,
                        directory: str) -> None:
         worktree.sync(directory, self._blob_paths(old, directory),

@@ -20,6 +20,7 @@ from pathlib import Path
 import pygit2
 
 from agentstage.errors import InvalidConfig, Problem, warn
+from agentstage.faults import crash_point
 from agentstage.yamlload import MAX_FILE_BYTES
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -283,6 +284,16 @@ class WorkTree:
         return {p: oid for p, oid, _mode in index_entries(index, prefix)
                 if "/" not in p[len(prefix):]}
 
+    def between(self, before: Mapping[str, str], after: Mapping[str, str]) -> bool:
+        """Whether every file of the work tree is as in *before* or as in *after* (path ->
+        blob id; absent counts when a side lacks it): a checkout update cut short."""
+        for path in before.keys() | after.keys():
+            data = self.read(path)
+            found = None if data is None else str(pygit2.hash(data))
+            if found not in (before.get(path), after.get(path)):
+                return False
+        return True
+
     def holds(self, files: Mapping[str, str]) -> bool:
         """Whether the work tree holds exactly these files' contents (path -> blob id)."""
         for path, oid in files.items():
@@ -306,6 +317,7 @@ class WorkTree:
             if before.get(path) == oid and self.read(path) is not None:
                 continue
             self.write(path, blob(oid))
+            crash_point("checkout:after-file")
             index.add(path)
         if not after:
             self.remove_empty_dir(directory)
@@ -318,7 +330,7 @@ def finish_interrupted(worktree: WorkTree, directory: str, parent: Mapping[str, 
     """A command that moved staging and died before the checkout followed leaves the
     index and work tree at staging's parent (*parent*, path -> id) for *directory*:
     finish the job (*staging* is what it must become), and say so."""
-    if worktree.staged(directory) != dict(parent) or not worktree.holds(parent):
+    if worktree.staged(directory) != dict(parent) or not worktree.between(parent, staging):
         return False
     worktree.sync(directory, parent, staging, blob)
     warn(f"completed an interrupted update of the checkout: {directory} now matches "
