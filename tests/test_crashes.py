@@ -215,14 +215,16 @@ def test_a_stale_index_lock_in_a_checkout_is_a_clear_error(repo: Path) -> None:
 # -- (b) real SIGKILLs at random times ----------------------------------------------------------
 
 
-def lock_files(git_dir: Path) -> list[Path]:
+def lock_files(repo: Path) -> list[Path]:
+    git_dir = repo / ".git" if (repo / ".git").is_dir() else repo
     found = [p for p in (git_dir / "refs").rglob("*.lock")]
     found += [git_dir / n for n in ("packed-refs.lock", "HEAD.lock", "index.lock")
               if (git_dir / n).exists()]
     return found
 
 
-def loose_objects(git_dir: Path) -> int:
+def loose_objects(repo: Path) -> int:
+    git_dir = repo / ".git" if (repo / ".git").is_dir() else repo
     return sum(1 for _ in (git_dir / "objects").glob("??/*"))
 
 
@@ -239,8 +241,9 @@ def pick(rng: random.Random, repo: Path, trial: int) -> tuple[str, ...]:
     return ("restore", agent, f"v{rng.randint(1, newest)}")
 
 
-def test_random_sigkills(bare: Path, run: Any) -> None:
-    repo = bare
+def test_random_sigkills(layout: Path, run: Any) -> None:
+    repo = layout
+    checkout = (repo / ".git").is_dir()
     rng = random.Random(int(os.environ.get("AGENTSTAGE_CRASH_SEED", "7")))
     publish_twice(run, repo, A)
     publish_twice(run, repo, B)
@@ -274,8 +277,14 @@ def test_random_sigkills(bare: Path, run: Any) -> None:
             assert proc.returncode in (0, 3, 5), (args, err)
             assert "Traceback" not in err
         check_after_kill(run, repo, args, staging, rng, seen)
+        if checkout:
+            if run("doctor", "--repair", repo=repo).code != 0:
+                seen["doctor left a problem"] += 1
+            assert git(repo, "status", "--porcelain") == "", args  # the checkout follows
     print(f"\n{TRIALS} random kills: {dict(seen)}")
     assert seen["finished"] < TRIALS  # the kills did land
+    assert seen["killed after moving a ref"] + seen["killed after writing objects"] > 0, seen
+    assert not seen["doctor left a problem"], seen
 
 
 def check_after_kill(run: Any, repo: Path, args: tuple[str, ...], staging: str | None,
