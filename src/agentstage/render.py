@@ -339,7 +339,7 @@ def history_text(entries: Sequence[Mapping[str, Any]], color: bool) -> str:
                 str(who.get("name", "")).casefold(), email.casefold(),
                 email.partition("@")[0].casefold()}:
             by += f" (pushed by {_cut(_clean(str(pushed)), 24)})"
-        rows.append([_clean(str(entry.get("tag"))), _local_minute(entry.get("published_at")),
+        rows.append([_clean(entry.get("tag")), _local_minute(entry.get("published_at")),
                      by, str(len(entry.get("changes") or [])), reason])
         styles.append(["yellow", None, None, None, None])
     return "\n".join(_table(rows, styles, color)) + "\n"
