@@ -6,6 +6,7 @@ import contextlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, time
+from time import sleep
 from typing import Any
 
 from agentstage.agents import (
@@ -258,15 +259,7 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
     store.update_refs({tag_ref(agent, version): (None, tag_oid)}, f"agentstage publish {tag}",
                       who, expect={prod: state.local})
     crash_point("publish:after-tag")
-    try:
-        store.update_refs({prod: (state.local, state.staging)},
-                          f"agentstage publish {tag}", who)
-    except Conflict:
-        # Another command completed it for us (the next publish does, before its own):
-        # production at our commit, or already past it, is our publish done.
-        now = store.ref(prod)
-        if now is None or not store.is_ancestor(state.staging, now):
-            raise
+    _move_production(store, prod, state.local, state.staging, tag, who)
     if target is not None:
         push_publish(store, target, agent, [tag], previous_production=state.local,
                      staging=ahead and target == state.remote)
@@ -278,6 +271,25 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
         result["push_command"] = (f"git push --atomic {up.remote} {prod} refs/tags/{tag}"
                                   + (" staging" if ahead else ""))
     return result
+
+
+def _move_production(store: Store, prod: str, old: str | None, new: str, tag: str,
+                     who: Identity) -> None:
+    """Move production to the commit its tag (already written) names. Another command
+    may hold production's lock for a moment (a publish checking it), or complete this
+    publish first (the next publish does, before its own): production at our commit, or
+    already past it, is our publish done; a held lock is waited for, briefly."""
+    for attempt in range(50):
+        try:
+            store.update_refs({prod: (old, new)}, f"agentstage publish {tag}", who)
+            return
+        except Conflict:
+            now = store.ref(prod)
+            if now is not None and store.is_ancestor(new, now):
+                return
+            if now != old or attempt == 49:
+                raise
+            sleep(0.02)
 
 
 def retire(store: Store, agent: str, reason: str | None, author: str | None = None,
