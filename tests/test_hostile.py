@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -18,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from agentstage.errors import InvalidConfig, UsageError
-from agentstage.escape import hidden
+from agentstage.escape import hidden, terminal
 from agentstage.fieldpath import ENTRY_ID_RE, LIST_SECTIONS, Entry, Key, parse_path, render_path
 from agentstage.ids import AGENT_ID_RULE
 from agentstage.model import AgentConfig
@@ -56,12 +55,11 @@ def test_loader_takes_any_bytes(data: bytes) -> None:
 
 # -- the diff --------------------------------------------------------------------------------
 
-# Keys with U+0085, '?' or ':' are left out: the editor cannot write some of them yet (see
-# test_keys_the_editor_cannot_write_yet), and revert goes through the editor.
-KEYS = st.one_of(st.sampled_from(["a", "b", "top.p", "", "x y", '"q"', "[0]", "ключ", "a.b[c]"]),
-                 st.text(max_size=6)).filter(lambda key: not any(c in key for c in "\x85?:"))
-# the loader refuses keys with control or invisible characters (tests/test_escaping.py)
-KEYS = KEYS.filter(lambda key: hidden(key) is None)
+# The loader refuses keys with control or invisible characters (U+0085 among them:
+# tests/test_escaping.py); '?' and ':' are written quoted by the editor.
+KEYS = st.one_of(st.sampled_from(["a", "b", "top.p", "", "x y", '"q"', "[0]", "ключ", "a.b[c]",
+                                  "a: b", "?x", "k:"]),
+                 st.text(max_size=6)).filter(lambda key: hidden(key) is None)
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=10),
@@ -112,6 +110,49 @@ def test_diff_of_a_config_with_itself_is_empty(config: dict[str, Any]) -> None:
     assert diff_configs(config, config) == []
 
 
+def norm(value: Any) -> str:
+    """A configuration as the diff compares it, written independently of it: every list but
+    the instructions is a set, 1.0 is 1 (true is not), key order does not count."""
+    def canon(v: Any) -> Any:
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, dict):
+            return {str(k): canon(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return sorted((canon(x) for x in v), key=lambda x: json.dumps(x, sort_keys=True))
+        return v
+    ordered = [canon(e) for e in value.get("instructions", [])]
+    rest = {k: v for k, v in value.items() if k != "instructions"}
+    return json.dumps([canon(rest), ordered], sort_keys=True)
+
+
+def round_trip(config: dict[str, Any]) -> dict[str, Any]:
+    from agentstage.config import load_agent
+
+    return load_agent("bot", agent_files(config)).as_dict()
+
+
+def shuffled(config: dict[str, Any]) -> dict[str, Any]:
+    """The same configuration with every list whose order does not count reversed."""
+    out = json.loads(json.dumps(config))
+    for section in ("knowledge", "tools", "guardrails"):
+        out[section] = list(reversed(out[section]))
+    out["tags"] = list(reversed(out["tags"]))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(CONFIGS, CONFIGS, st.booleans())
+def test_a_diff_is_empty_exactly_when_the_configurations_are_equal(
+        a: dict[str, Any], b: dict[str, Any], same_config: bool) -> None:
+    """Both ways: a diff that ignored a section, or reported an order that does not count,
+    fails here (the configurations are read back from YAML files first)."""
+    if same_config:
+        b = shuffled(a)
+    ra, rb = round_trip(a), round_trip(b)
+    assert (diff_configs(ra, rb) == []) == (norm(ra) == norm(rb)), (ra, rb)
+
+
 @settings(max_examples=300, deadline=None)
 @given(CONFIGS, CONFIGS)
 def test_every_change_path_names_both_sides_values(a: dict[str, Any], b: dict[str, Any]) -> None:
@@ -145,9 +186,15 @@ def agent_files(config: dict[str, Any]) -> dict[str, bytes]:
     return files
 
 
+TINY = AgentConfig.model_validate({"settings": {
+    "name": "Bot", "model": {"name": "gpt-4o", "parameters": {"a": 1.615366770918863e-123}}}}
+).as_dict()
+
+
 @settings(max_examples=100 if STRESS else 15, deadline=None, derandomize=not STRESS,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(CONFIGS, CONFIGS)
+@example(TINY, {**TINY, "tags": ["x"]})  # a float ruamel re-formatted: an internal error once
 def test_revert_of_a_publish_gives_back_the_configuration_before_it(
         run: Any, tmp_path: Path, a: dict[str, Any], b: dict[str, Any]) -> None:
     from agentstage.agents import load_at
@@ -168,7 +215,7 @@ def test_revert_of_a_publish_gives_back_the_configuration_before_it(
     assert done.code == 0, done.err
     reverted = load_at(Store.open(path), store.ref(STAGING), "bot")
     assert reverted is not None
-    assert diff_configs(a, reverted.as_dict()) == []
+    assert norm(reverted.as_dict()) == norm(round_trip(a))  # not the diff as its own oracle
 
 
 # (a key with U+0085 or another control or invisible character is refused by the loader:
@@ -258,7 +305,8 @@ CORPUS_CASES: dict[str, tuple[int, str]] = {
     "scalar-document.yaml": (4, "agent.yaml:1: must be a mapping of settings, got a string"),
     "local-tag.yaml": (4, "agent.yaml:4: tag !shell is not allowed"),
     "lookalike-key.yaml": (4, "agent.yaml:1: n\u0430me: unknown field (did you mean name?)"),
-    "zero-width-key.yaml": (4, "unknown field (did you mean description?)"),
+    "zero-width-key.yaml": (4, "agent.yaml:4: descr\\u200biption: key has the invisible or "
+                            "control character U+200B (ZERO WIDTH SPACE)"),
     "merge-key-alias.yaml": (4, "agent.yaml:1: anchor &base is not allowed"),
     "merge-key-inline.yaml": (4, "agent.yaml:4: model.<<: unknown field"),
     "multiple-documents.yaml": (4, "agent.yaml:4: more than one YAML document"),
@@ -282,7 +330,8 @@ GENERATED: dict[str, tuple[bytes, int, str]] = {
         4, "agent.yaml:5: bogus: unknown field"),
     "huge-scalar-over-cap.yaml": (
         (HEAD + "description: " + "x" * MAX_FILE_BYTES + "\n").encode(),
-        4, f"over the cap of {MAX_FILE_BYTES}"),
+        4, f"agent.yaml: file is {len(HEAD) + 14 + MAX_FILE_BYTES} bytes, over the cap of "
+           f"{MAX_FILE_BYTES}"),
     "huge-key-under-cap.yaml": (
         (HEAD + "k" * (MAX_FILE_BYTES - 100) + ": 1\n").encode(),
         4, "agent.yaml:4: invalid YAML: could not find expected ':'"),
@@ -315,19 +364,31 @@ def validate_in_a_process(repo: Path, agent: str, data: bytes) -> tuple[int, str
     before = (tree_state(repo), git(repo, "status", "--porcelain"),
               sorted(p.name for p in directory.iterdir()))
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "agentstage", "-C", str(repo), "validate",
-                             f"agents/{agent}"], cwd=repo, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    assert proc.stdout is not None
-    out = proc.stdout.read().decode("utf-8", "replace")
-    _pid, status, usage = os.wait4(proc.pid, 0)
+    code, out, megabytes = peak_of([sys.executable, "-m", "agentstage", "-C", str(repo),
+                                    "validate", f"agents/{agent}"], cwd=repo)
     seconds = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
     after = (tree_state(repo), git(repo, "status", "--porcelain"),
              sorted(p.name for p in directory.iterdir()))
     assert after == before  # nothing written
     assert not (repo / "pwned").exists()
-    return proc.returncode, out, seconds, usage.ru_maxrss // 1024
+    return code, out, seconds, megabytes
+
+
+# A small go-between starts the command: Linux carries the peak memory of the process that
+# forks into the child's count, and this test process can be large; the go-between is not.
+PEAK = ("import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:])\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+        "print(f'\\nPEAK-KB={peak}', flush=True)\n"
+        "sys.exit(done.returncode)\n")
+
+
+def peak_of(command: list[str], cwd: Path | None = None) -> tuple[int, str, int]:
+    """(exit code, output, peak MB of the command's own process)."""
+    done = subprocess.run([sys.executable, "-c", PEAK, *command], cwd=cwd,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+    out, _, peak = done.stdout.decode("utf-8", "replace").rpartition("\nPEAK-KB=")
+    return done.returncode, out, int(peak) // 1024
 
 
 def corpus_agent(name: str) -> str:
@@ -340,7 +401,7 @@ def check_refusal(repo: Path, name: str, data: bytes, code: int, problem: str) -
     assert got == code, out
     assert "Traceback" not in out and "internal error" not in out, out
     assert "error: " in out
-    assert f"agents/{agent}/{problem}" in out or problem in out, out
+    assert f"agents/{agent}/{problem}" in out, out  # located: the file, its line, the problem
     assert megabytes < MEGABYTES, f"{name}: {megabytes} MB"
     assert seconds < SECONDS, f"{name}: {seconds:.2f} s"
 
@@ -379,7 +440,8 @@ def test_hostile_yaml_committed_to_staging_is_refused_too(run: Any, repo: Path) 
         shown = [f"{p['file']}:{p['line']}: {p['path'] + ': ' if p['path'] else ''}{p['message']}"
                  if p["line"] else f"{p['file']}: {p['message']}"
                  for p in by_agent[agent]["problems"]]
-        assert any(problem.removeprefix("agent.yaml") in s for s in shown), (name, shown)
+        assert any(problem.removeprefix("agent.yaml") in terminal(s) for s in shown), (
+            name, shown)
     for agent in by_agent:
         if agent.startswith("h-"):
             shown = run("show", agent, repo=repo)
@@ -490,8 +552,12 @@ def test_a_hostile_tag_ref_in_the_repository_is_not_an_internal_error(
     assert run("publish", AGENT, "-m", "v1", repo=repo).code == 0
     git(repo, "tag", "-a", f"{AGENT}/v\u00b2", "-m", "not a publish")
     result = run(*command, repo=repo)
-    assert result.code in (0, 1), result.err
     assert "internal error" not in result.err
+    if command == ("history",):  # named on stderr, the real publishes shown
+        assert result.code == 0 and f"{AGENT}/v1" in result.out, result
+        assert f"refs/tags/{AGENT}/v\u00b2" in result.err, result.err
+    else:  # a stray name under the agent's tags: a finding with its fix
+        assert result.code == 1 and "stray-tag" in result.out, result
 
 
 def test_case_collisions_refuse_the_upper_case_directory(run: Any, repo: Path) -> None:
@@ -549,14 +615,14 @@ def test_a_symlinked_agent_directory_is_refused(run: Any, repo: Path, tmp_path: 
     before = tree_state(repo)
     for args in (("show", "linked"), ("publish", "-m", "x", "linked")):
         result = run(*args, repo=repo)
-        assert result.code in (4, 6), (args, result)
-        assert "Traceback" not in result.err
+        assert result.code == 4, (args, result)  # the link is named, never followed
+        assert "agents/linked" in result.err and "Traceback" not in result.err
     assert tree_state(repo) == before
 
 
 def test_memory_limit_is_measured_per_child() -> None:
-    """The memory bound above reads the child's own peak, not this process's."""
-    mine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-    proc = subprocess.Popen([sys.executable, "-c", "x = bytearray(64 * 1024 * 1024)"])
-    _pid, _status, usage = os.wait4(proc.pid, 0)
-    assert 64 <= usage.ru_maxrss // 1024 < 64 + max(mine, 100)
+    """The memory bound above reads the child's own peak, not this process's, however large
+    this process has grown."""
+    ballast = bytearray(400 * 1024 * 1024)  # noqa: F841 (this process, large)
+    code, _out, megabytes = peak_of([sys.executable, "-c", "x = bytearray(64 * 1024 * 1024)"])
+    assert code == 0 and 64 <= megabytes < 64 + 60, megabytes

@@ -76,7 +76,31 @@ def plan_revert(store: Store, state: AgentState, info: TagInfo, version: int
             edits.append(edit)
     if conflicts or not edits:
         return files, conflicts, bool(edits)
-    return apply_edits(files, edits), [], True
+    return _in_place(agent, apply_edits(files, edits), before, introduced), [], True
+
+
+def _in_place(agent: str, files: dict[str, bytes], before: AgentConfig,
+              introduced: list[Change]) -> dict[str, bytes]:
+    """An instruction the reverted publish removed goes back where it stood (after the
+    instruction that came before it then), not to the end: their order is the prompt's."""
+    back = {c.path for c in introduced if c.change == "removed" and c.section ==
+            "instructions" and c.path.startswith("instructions[")}
+    if not back:
+        return files
+    now = load_agent(agent, files).as_dict()["instructions"]
+    by_id = {e["id"]: e for e in now}
+    order = [e["id"] for e in now if f"instructions[{e['id']}]" not in back]
+    earlier: list[str] = []
+    for entry in before.as_dict()["instructions"]:
+        ident = entry["id"]
+        if f"instructions[{ident}]" in back and ident in by_id:
+            after = next((i for i in reversed(earlier) if i in order), None)
+            order.insert(order.index(after) + 1 if after is not None else 0, ident)
+        earlier.append(ident)
+    order += [i for i in by_id if i not in order]
+    if order == [e["id"] for e in now]:
+        return files
+    return apply_edits(files, [Edit(parse_path("instructions"), [by_id[i] for i in order])])
 
 
 def _predecessor(store: Store, agent: str, info: TagInfo, version: int) -> str | None:
