@@ -291,6 +291,9 @@ BAD_RECORDS: dict[str, Any] = {
     "wrong previous": lambda c: record(2, c, previous=f"{AGENT}/v7"),
     "another commit": lambda c: record(2, c, staging_commit="0" * 40),
     "changes not a list": lambda c: record(2, c, changes="everything"),
+    "a change that never happened": lambda c: record(2, c, changes=[
+        {"section": "guardrails", "path": "guardrails[pii-redaction].enabled",
+         "change": "modified", "production": True, "staging": False}]),
     "nested deep": lambda c: f"why\n\n{MARKER}\n" + "[" * 100_000 + "]" * 100_000 + "\n",
     "huge": lambda c: record(2, c, changes=[{"path": "x" * 1000}] * 400),
     "a number of 5000 digits": lambda c: f"why\n\n{MARKER}\n{{\"version\": {'9' * 5000}}}\n",

@@ -577,11 +577,30 @@ class _Rules:
                     f"{'does' if len(wrong) == 1 else 'do'} not match {name} (agent {agent},"
                     f" version {version}, previous {previous or 'none'}, staging_commit "
                     f"{info.target[:12]})")
+        claims = self._claimed_changes(agent, previous, info.target, record["changes"])
+        if claims:
+            return f"its publish record does not verify: {claims}"
         mismatch = self.policy.tagger_refusal(self.who, info.tagger.email) if self.policy \
             else None  # the policy's users: the record must name the pusher
         if mismatch:
             return mismatch
         return self.blocked_by_existing(u.ref)
+
+    def _claimed_changes(self, agent: str, previous: str | None, target: str,
+                         changes: list[Any]) -> str | None:
+        """A record's changes against the two trees: a change claimed in a file the
+        publish did not change is a forgery (checked when the publish before it is on the
+        server already; a later tag of the same push is checked by its own fields)."""
+        from agentstage.verify import changes_problems
+
+        before = None
+        if previous is not None:
+            found = self.store.tag(previous)
+            if found is None:
+                return None
+            before = found.target
+        problems = changes_problems(self.store, agent, before, target, changes)
+        return "; ".join(problems) or None
 
     def meta(self, u: RefUpdate) -> tuple[str | None, list[str]]:
         refused = self._forward(u, "the policy ref", "fetch it, change it on top, push again")

@@ -82,6 +82,15 @@ def _marks(store: Store, agent: str, version: int, record: dict[str, Any]) -> li
     return problems
 
 
+def changes_problems(store: Store, agent: str, before: str | None, after: str,
+                     changes: list[Any]) -> list[str]:
+    """The cheap check of a record's changes (for the server hook): what it claims that
+    the two trees do not show."""
+    if not all(isinstance(c, dict) for c in changes):
+        return ["the record's changes are not a list of changes"]
+    return _changes(store, agent, before, after, changes, deep=False)
+
+
 def _changes(store: Store, agent: str, before: str | None, after: str,
              changes: list[dict[str, Any]], deep: bool) -> list[str]:
     old = store.agent_file_ids(before, agent) if before else None
