@@ -39,10 +39,12 @@ def hook(obj: Context, name: str, args: tuple[str, ...]) -> None:
     stdin = sys.stdin.buffer.read() if name in ("pre-receive", "post-receive") else None
     code = hooks.run_kept(store, name, args, stdin)
     if name == "post-receive":  # the push has landed whatever the kept hook says
+        from agentstage.escape import terminal
         from agentstage.policy import pusher
 
         for tag in hooks.post_receive(store, (stdin or b"").decode(errors="replace")):
-            click.echo(f"agentstage: {tag} recorded as pushed by {pusher(store)}", err=True)
+            click.echo(terminal(f"agentstage: {tag} recorded as pushed by {pusher(store)}"),
+                       err=True)
         raise click.exceptions.Exit(code)
     if code != 0:
         raise click.exceptions.Exit(code)

@@ -179,8 +179,10 @@ def _shown(clash: dict[str, Any], key: str) -> str:
 
 
 def _printable(text: str) -> str:
-    """*text* from the repository, safe on a terminal: what is not printable, escaped."""
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    """*text* from the repository, safe on a terminal (the one escaping of escape.py)."""
+    from agentstage.escape import terminal
+
+    return terminal(text)
 
 
 def _undo(change: Change, current: dict[str, Any]) -> tuple[Edit | None, bool]:
