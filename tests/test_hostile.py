@@ -626,3 +626,41 @@ def test_memory_limit_is_measured_per_child() -> None:
     ballast = bytearray(400 * 1024 * 1024)  # noqa: F841 (this process, large)
     code, _out, megabytes = peak_of([sys.executable, "-c", "x = bytearray(64 * 1024 * 1024)"])
     assert code == 0 and 64 <= megabytes < 64 + 60, megabytes
+
+
+def test_the_corpus_through_the_writing_commands_and_a_real_push(
+        run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The corpus as committed files, then `set`, `publish` and a push to a hooked server:
+    each is refused with its exit code and nothing changes, here or on the server (the
+    earlier checks surround validate and show, which never write)."""
+    from conftest import hooked_server
+
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep
+                       + os.environ["PATH"])
+    source, server = hooked_server(tmp_path, run)
+    for name in CORPUS_CASES:
+        directory = write_agent(source, corpus_agent(name), {})
+        (directory / "agent.yaml").write_bytes((CORPUS / name).read_bytes())
+    commit_all(source, "hostile")
+    before, server_before = tree_state(source), tree_state(server)
+    # a document that is not a mapping, or declares another YAML version, cannot be edited
+    # (usage, 2); the look-alike key file gains its missing name from this very set, which
+    # leaves fewer problems and so is taken (tests/test_way_out.py): not run here
+    set_codes = {"list-document.yaml": 2, "scalar-document.yaml": 2, "yaml-directive.yaml": 2}
+    for name in CORPUS_CASES:
+        agent = corpus_agent(name)
+        for args in (("set", agent, "name=Fixed?"), ("publish", agent, "-m", "go", "--no-push")):
+            if args[0] == "set" and name == "lookalike-key.yaml":
+                continue
+            done = run(*args, repo=source)
+            expected = set_codes.get(name, 4) if args[0] == "set" else 4
+            assert done.code == expected, (name, args, done.err)
+            assert "internal error" not in done.err and "Traceback" not in done.err, (name, args)
+            assert "agent.yaml" in done.err, (name, args, done.err)
+    assert tree_state(source) == before
+    assert git(source, "status", "--porcelain") == ""
+    pushed = subprocess.run(["git", "-C", str(source), "push", "origin", "staging"],
+                            capture_output=True, text=True, check=False)
+    assert pushed.returncode != 0 and "invalid agent configuration" in pushed.stderr
+    assert "internal error" not in pushed.stderr
+    assert tree_state(server) == server_before

@@ -217,6 +217,13 @@ def _edit_file(name: str, raw: bytes | None, section: Section, edits: list[Edit]
         return None
     if raw is not None and old is not None and _same(plain, old):
         return raw
+    if raw is not None and re.search(rb"(?m)^%YAML", raw):
+        # the round-trip writer would follow the directive (1.1 reads `no` as false), the
+        # loader reads YAML 1.2: the two must not disagree about the file being edited
+        raise UsageError(f"cannot edit {name}: it starts with a %YAML directive, and "
+                         "agentstage reads every file as YAML 1.2",
+                         hint=f"remove the %YAML line from {name} (in a checkout, or with "
+                              "agentstage restore), then edit again")
     yaml, tree = _load_rt(raw)
     tree = _Editor(name, section, rt=True).run(tree, edits)
     data = _dump(yaml, tree)
