@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,6 +33,11 @@ def _sandbox(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     monkeypatch.setenv("AGENTSTAGE_AUTHOR", AUTHOR)
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.delenv("AGENTSTAGE_DEBUG", raising=False)
+    # hooks and git's diff driver run `agentstage`: the venv's, as where it is installed;
+    # the pusher's identity is set by the tests that push as someone
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep
+                       + os.environ["PATH"])
+    monkeypatch.delenv("REMOTE_USER", raising=False)
     import pygit2
 
     pygit2.settings.search_path[pygit2.enums.ConfigLevel.GLOBAL] = str(home)

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,6 @@ POLICY = 'admins: [alice]\neditors: ["*"]\npublishers:\n  "*": [alice]\n'
 MARKER = "agentstage-publish-record: 1"
 TAGGER = b"Test Author <test@example.com> 1764460800 +0000"
 TIMEOUT = 120  # seconds: every push ends, refused or not, well within this
-
-
-@pytest.fixture(autouse=True)
-def _agentstage_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
-    monkeypatch.delenv("REMOTE_USER", raising=False)
 
 
 _TEMPLATE: dict[str, Path] = {}

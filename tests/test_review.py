@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,6 @@ AGENT_YAML = Path("agents") / AGENT / "agent.yaml"
 GITHUB = ROOT / "examples" / "github-actions" / "agentstage.yml"
 GITLAB = ROOT / "examples" / "gitlab-ci" / ".gitlab-ci.yml"
 GITHUB_LIMIT = 65535
-
-@pytest.fixture(autouse=True)
-def _agentstage_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
-    monkeypatch.delenv("REMOTE_USER", raising=False)
 
 
 def edit(repo: Path, rel: Path | str, old: str, new: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,6 @@ publishers:
   "*": [alice]
   billing-support: [bob]
 """
-
-
-@pytest.fixture(autouse=True)
-def _agentstage_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
-    monkeypatch.delenv("REMOTE_USER", raising=False)
 
 
 _TEMPLATE: dict[str, Path] = {}

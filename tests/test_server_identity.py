@@ -6,9 +6,7 @@ symbolic refs, and doctor checking both. All through real pushes to a real bare 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +29,6 @@ users:
   alice: alice@example.com
   bob: [bob@example.com, bob@home.example]
 """
-
-
-@pytest.fixture(autouse=True)
-def _agentstage_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The hooks run `agentstage`: the venv's, as on a server where it is installed."""
-    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
-    monkeypatch.delenv("REMOTE_USER", raising=False)
 
 
 @pytest.fixture

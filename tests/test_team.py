@@ -4,7 +4,6 @@ clone that is behind cannot fork the versions."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,6 @@ from conftest import git, hooked_server, tree_state
 
 A = "billing-support"
 PROD = f"refs/heads/production/{A}"
-
-
-@pytest.fixture(autouse=True)
-def _agentstage_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The server hook runs `agentstage hook pre-receive`: it must be on PATH."""
-    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
-    monkeypatch.delenv("REMOTE_USER", raising=False)
 
 
 @pytest.fixture

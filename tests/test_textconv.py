@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +17,6 @@ AGENT_DIR = Path("agents") / AGENT
 
 def lines(raw: str, name: str | None = None) -> list[str]:
     return convert(raw.encode(), name).decode().splitlines()
-
-
-@pytest.fixture(autouse=True)
-def _agentstage_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
 
 
 @pytest.fixture

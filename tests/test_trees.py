@@ -5,9 +5,7 @@ as an attacker would, then read by the commands and pushed through the hook."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +14,6 @@ import pytest
 from conftest import git, hooked_server, tree_state
 
 A = "billing-support"
-
-
-@pytest.fixture(autouse=True)
-def _agentstage_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
-    monkeypatch.delenv("REMOTE_USER", raising=False)
 
 
 def raw_tree(repo: Path, entries: list[tuple[str, bytes, str]]) -> str:
