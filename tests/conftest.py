@@ -124,10 +124,19 @@ def hooked_server(base: Path, run: Any) -> tuple[Path, Path]:
     return source, server
 
 
+def copy_repo(template: Path, dest: Path, origin: Path | None = None) -> Path:
+    """A copy of a repository built once per session (a test's own, cheaply); with
+    *origin*, the copy's origin remote points there."""
+    shutil.copytree(template, dest, symlinks=True)
+    if origin is not None:
+        git(dest, "remote", "set-url", "origin", str(origin))
+    return dest
+
+
 def tree_state(repo: Path) -> str:
     """Every ref and its target: compare before and after to prove nothing changed."""
     return git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
 
 
-__all__ = ["AUTHOR", "ROOT", "SAMPLE", "Result", "commit_all", "git", "hooked_server",
-           "tree_state", "write_agent"]
+__all__ = ["AUTHOR", "ROOT", "SAMPLE", "Result", "commit_all", "copy_repo", "git",
+           "hooked_server", "tree_state", "write_agent"]

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import commit_all, git, hooked_server, tree_state
+from conftest import commit_all, copy_repo, git, hooked_server, tree_state
 
 AGENT = "billing-support"
 AGENT_YAML = Path("agents") / AGENT / "agent.yaml"
@@ -56,17 +55,12 @@ def _template(run: Any, factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def server(run: Any, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path / "server.git"
-    shutil.copytree(_template(run, tmp_path_factory)["server"], path, symlinks=True)
-    return path
+    return copy_repo(_template(run, tmp_path_factory)["server"], tmp_path / "server.git")
 
 
 @pytest.fixture
 def clone(server: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "clone"
-    shutil.copytree(_TEMPLATE["clone"], path, symlinks=True)
-    git(path, "remote", "set-url", "origin", str(server))
-    return path
+    return copy_repo(_TEMPLATE["clone"], tmp_path / "clone", origin=server)
 
 
 def push(repo: Path, *refspecs: str, user: str | None = "alice",

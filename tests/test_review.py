@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import ROOT, SAMPLE, commit_all, git, hooked_server
+from conftest import ROOT, SAMPLE, commit_all, copy_repo, git, hooked_server
 
 AGENT = "billing-support"
 AGENT_YAML = Path("agents") / AGENT / "agent.yaml"
@@ -215,9 +215,7 @@ def _template(run: Any, factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture
 def server(run: Any, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bare server with the server hook installed, staging on it."""
-    path = tmp_path / "server.git"
-    shutil.copytree(_template(run, tmp_path_factory)["server"], path, symlinks=True)
-    return path
+    return copy_repo(_template(run, tmp_path_factory)["server"], tmp_path / "server.git")
 
 
 def clone(server: Path, path: Path) -> Path:

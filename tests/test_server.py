@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 from agentstage.errors import PolicyDenied
 from agentstage.remote import fetch, push_publish, push_published
 from agentstage.store import Store
-from conftest import commit_all, git, hooked_server, tree_state
+from conftest import commit_all, copy_repo, git, hooked_server, tree_state
 
 AGENT = "billing-support"
 AGENT_YAML = Path("agents") / AGENT / "agent.yaml"
@@ -45,18 +44,13 @@ def _template(run: Any, factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture
 def server(run: Any, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bare server repository with the server hook installed, staging on it."""
-    path = tmp_path / "server.git"
-    shutil.copytree(_template(run, tmp_path_factory)["server"], path, symlinks=True)
-    return path
+    return copy_repo(_template(run, tmp_path_factory)["server"], tmp_path / "server.git")
 
 
 @pytest.fixture
 def clone(server: Path, tmp_path: Path) -> Path:
     """A clone of `server`, on staging, origin pointing at it."""
-    path = tmp_path / "clone"
-    shutil.copytree(_TEMPLATE["clone"], path, symlinks=True)
-    git(path, "remote", "set-url", "origin", str(server))
-    return path
+    return copy_repo(_TEMPLATE["clone"], tmp_path / "clone", origin=server)
 
 
 def push(repo: Path, *refspecs: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
