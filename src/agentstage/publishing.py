@@ -215,9 +215,10 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
         )
     try:
         dirty = store.dirty_paths(agent_dir(agent))
-    except AgentstageError as exc:  # e.g. a link in the checkout: a publish reads only git
-        dirty = []
-        warn(f"the checkout of {agent_dir(agent)} was not looked at: {exc.message}")
+    except (AgentstageError, OSError) as exc:  # a link, or another command writing it now:
+        dirty = []                                # a publish reads only git
+        warn(f"the checkout of {agent_dir(agent)} was not looked at: "
+             f"{exc.message if isinstance(exc, AgentstageError) else exc}")
     if dirty:
         warn(f"uncommitted changes to {', '.join(dirty)} are not part of this publish: it "
              f"publishes staging's commit {state.staging[:12]} (commit them, then publish again)")

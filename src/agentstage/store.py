@@ -559,7 +559,11 @@ class Store:
                 raise Conflict(f"the checkout's index is locked: {lock} exists",
                                hint="another git command is running; if none is, the lock is "
                                     f"stale: remove it (rm {lock})")
-            self._check_clean(worktree, directory)
+            try:
+                self._check_clean(worktree, directory)
+            except (pygit2.GitError, OSError) as exc:  # another command writing it now
+                raise Conflict(f"the checkout changed while this command read it: {exc}",
+                               hint="nothing was written; run the command again") from None
         self.update_refs({STAGING: (old, new)}, message, who)
         crash_point("staging:after-move")
         if worktree is not None:

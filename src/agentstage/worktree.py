@@ -235,7 +235,7 @@ class WorkTree:
         directory, name = self._split(path)
         with opened_dir(self.root, directory, create=True) as fd:
             assert fd is not None
-            tmp = f".{name}.agentstage-tmp"
+            tmp = f".{name}.agentstage-tmp-{os.getpid()}"  # one a process: no two collide
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp, dir_fd=fd)
             out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
