@@ -172,8 +172,10 @@ def test_non_loopback_bind_with_auth_none_is_refused(run: Any, repo: Path) -> No
 
 
 def test_unknown_auth_mode_is_a_usage_error(run: Any, repo: Path) -> None:
-    result = run("serve", "--auth", "tokens", "--port", "0", repo=repo)
-    assert result.code == 2
+    for mode in ("bogus", "header:", "header:X Bad", "tokens:x"):
+        result = run("serve", "--auth", mode, "--port", "0", repo=repo)
+        assert result.code == 2, mode
+        assert "none, tokens, header:NAME" in result.err
 
 
 def test_a_port_in_use_is_a_usage_error(run: Any, repo: Path) -> None:

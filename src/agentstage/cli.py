@@ -755,32 +755,146 @@ def _one_line(value: Any) -> str:
               help="Address to listen on; with --auth none only a loopback address.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8377, show_default=True,
               help="Port to listen on; 0 takes a free one (the printed URL names it).")
-@click.option("--auth", default="none", show_default=True, metavar="none",
+@click.option("--auth", default="none", show_default=True, metavar="none|tokens|header:NAME",
               help="Who requests act as. none: the CLI's identity (--author, "
-                   "$AGENTSTAGE_AUTHOR, git config), on loopback only.")
+                   "$AGENTSTAGE_AUTHOR, git config), on loopback only. tokens: "
+                   "'Authorization: Bearer TOKEN' (see 'agentstage token'). header:NAME: the "
+                   "identity an authenticating proxy puts in the header NAME.")
+@click.option("--tokens", "tokens", metavar="FILE",
+              help="The tokens file of --auth tokens [default: agentstage-tokens.json in "
+                   "the git directory].")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
               help="Another Host name to answer for (e.g. the public name a reverse proxy "
                    "forwards); repeatable.")
 @pass_ctx
-def serve(obj: Context, host: str, port: int, auth: str, allowed_hosts: tuple[str, ...]
-          ) -> None:
+def serve(obj: Context, host: str, port: int, auth: str, tokens: str | None,
+          allowed_hosts: tuple[str, ...]) -> None:
     """Serve the repository over HTTP: the JSON API under /api/v2 (edit staging, review,
     publish, history, revert and restore), the delivery API agent runtimes read production
     from, /openapi.json with /docs, and /healthz.
 
     Prints the URL it listens on; stops cleanly on SIGTERM or Ctrl-C. Every write is one
-    commit on staging by the request's identity, as the CLI's commands make.
+    commit on staging by the request's identity, as the CLI's commands make; the policy
+    (refs/meta/agentstage) decides who may edit and who may publish.
 
     \b
     Examples:
       agentstage serve
       agentstage -C /srv/agents serve --port 8080
-      agentstage serve --port 0 --allowed-host agents.example.com
+      agentstage serve --host 0.0.0.0 --auth tokens --allowed-host agents.example.com
+      agentstage serve --auth header:X-Forwarded-User --allowed-host agents.example.com
       curl -s http://127.0.0.1:8377/api/v2/agents/support-bot/staging-diff
     """
     from agentstage.server.run import serve as run_server
 
-    run_server(obj.repo, host, port, auth, obj.author, allowed_hosts)
+    run_server(obj.repo, host, port, auth, obj.author, allowed_hosts, tokens)
+
+
+@cli.group()
+def token() -> None:
+    """API tokens for 'agentstage serve --auth tokens'.
+
+    A token acts as the identity NAME, the name the policy (refs/meta/agentstage) knows the
+    person by. Only its hash is kept, in agentstage-tokens.json in the git directory (or
+    --tokens FILE, to share one file between servers), never in history. A running server
+    honours a new or revoked token within a second.
+
+    \b
+    Examples:
+      agentstage token create alice --email alice@example.com --expires 90
+      agentstage token list
+      agentstage token revoke alice
+      curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8377/api/v2/agents
+    """
+
+
+def _token_file(obj: Context, path: str | None) -> Any:
+    from agentstage.store import Store
+    from agentstage.tokens import TokenFile, default_path
+
+    return TokenFile(path or default_path(Store.open(obj.repo).git_dir))
+
+
+_tokens_option = click.option("--tokens", "path", metavar="FILE",
+                              help="The tokens file [default: agentstage-tokens.json in the "
+                                   "git directory].")
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--email", help="The email its commits are authored with [default: the "
+                              "policy's users entry for NAME, else NAME@agentstage.invalid].")
+@click.option("--expires", type=click.IntRange(1, None), metavar="DAYS",
+              help="Days until it stops working [default: never].")
+@_tokens_option
+@format_option("text", "json")
+@pass_ctx
+def token_create(obj: Context, name: str, email: str | None, expires: int | None,
+                 path: str | None, fmt: str) -> None:
+    """Make a token for the identity NAME and print it, alone on stdout, once.
+
+    \b
+    Examples:
+      agentstage token create alice --email alice@example.com
+      TOKEN=$(agentstage token create ci-bot --expires 30)
+    """
+    from agentstage.server.auth import identity_for
+
+    file = _token_file(obj, path)
+    if email is None:
+        email = _policy_email(obj, name) or identity_for(name).email
+    secret, entry = file.create(name, email, expires)
+    if fmt == "json":
+        emit(fmt, {"token": secret, **entry.public(0)}, str)
+        return
+    click.echo(secret)
+    expiry = f", expires {entry.expires}" if entry.expires else ""
+    click.echo(f"token {entry.id} for {entry.name} <{entry.email}>{expiry}; it is shown only "
+               "this once", err=True)
+
+
+def _policy_email(obj: Context, name: str) -> str | None:
+    from agentstage.policy import META_REF, load_policy
+    from agentstage.store import Store
+
+    store = Store.open(obj.repo)
+    policy = load_policy(store, store.ref(META_REF))
+    return policy.users[name][0] if policy is not None and name in policy.users else None
+
+
+@token.command("list")
+@_tokens_option
+@format_option("text", "json")
+@pass_ctx
+def token_list(obj: Context, path: str | None, fmt: str) -> None:
+    """The tokens: id, identity, created, expiry (never the secrets, which are not kept)."""
+    import time
+
+    now = time.time()
+    rows = [e.public(now) for e in _token_file(obj, path).entries()]
+
+    def text() -> str:
+        if not rows:
+            return "no tokens (agentstage token create NAME makes one)"
+        return "\n".join(
+            f"{r['id']}  {_one_line(r['name'])} <{_one_line(r['email'])}>  created "
+            f"{r['created']}  " + ("expired" if r["expired"] else
+                                  f"expires {r['expires']}" if r["expires"] else "no expiry")
+            for r in rows)
+
+    emit(fmt, rows, text)
+
+
+@token.command("revoke")
+@click.argument("name")
+@_tokens_option
+@format_option("text", "json")
+@pass_ctx
+def token_revoke(obj: Context, name: str, path: str | None, fmt: str) -> None:
+    """Revoke every token of the identity NAME (or the one token with that id)."""
+    gone = _token_file(obj, path).revoke(name)
+    emit(fmt, {"revoked": [e.id for e in gone]},
+         lambda: "\n".join(f"revoked {e.id} ({_one_line(e.name)})" for e in gone))
 
 
 # -- entry point -------------------------------------------------------------------------

@@ -73,6 +73,12 @@ class PolicyDenied(AgentstageError):
     exit_code = 7
 
 
+class Unauthenticated(AgentstageError):
+    """A server request without valid credentials (HTTP 401); the CLI never raises it."""
+
+    exit_code = 2
+
+
 def warn(message: str) -> None:
     """Say something the user should know that is not the command's result (stderr); what
     it quotes from the repository is shown escaped (see escape.message)."""

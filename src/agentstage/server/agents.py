@@ -18,12 +18,12 @@ from agentstage.api_ops import entry_of, entry_path
 from agentstage.edit import Edit
 from agentstage.errors import Conflict, NotFound
 from agentstage.fieldpath import Entry, FieldPath, Key, parse_path
-from agentstage.server.auth import StoreDep, Who
+from agentstage.server.auth import StoreDep, Who, reader
 from agentstage.server.guard import unicode_body
 from agentstage.server.responses import ERRORS, one_writer, tagged, written
 
 router = APIRouter(prefix="/api/v2/agents", tags=["agents"],
-                   dependencies=[Depends(unicode_body)],
+                   dependencies=[Depends(reader), Depends(unicode_body)],
                    responses=ERRORS)
 IfMatch = Annotated[str | None, Header(description="The agent's ETag this edit is based on")]
 Current = Mapping[str, Any]

@@ -22,11 +22,13 @@ from agentstage.errors import (
     NotFound,
     NothingToPublish,
     PolicyDenied,
+    Unauthenticated,
     UsageError,
 )
-from agentstage.server.auth import Auth
+from agentstage.server.auth import Auth, PolicyCache
 from agentstage.server.guard import Guard, error_body
 from agentstage.server.metrics import Metrics, Observe
+from agentstage.store import Identity
 
 log = logging.getLogger("agentstage.server")
 
@@ -39,6 +41,7 @@ STATUSES: tuple[tuple[type[AgentstageError], int, str], ...] = (
     (NotFound, 404, "not_found"),
     (InvalidConfig, 422, "invalid"),
     (PolicyDenied, 403, "policy"),
+    (Unauthenticated, 401, "unauthenticated"),
 )
 
 
@@ -49,7 +52,8 @@ def error_response(exc: AgentstageError) -> JSONResponse:
     body = error_body(code, exc.message, exc.hint, problems)
     if exc.payload:  # e.g. {"published": false, "has_changes": false}, a revert's conflicts
         body = {**exc.payload, **body}
-    return JSONResponse(body, status_code=status)
+    headers = {"WWW-Authenticate": 'Bearer realm="agentstage"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _agentstage_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -118,7 +122,8 @@ def create_app(repo: str | Path, auth: Auth | None = None,
                   description="Staging and Production for AI agent configurations, with git "
                               "as the only store (DESIGN.md section 8).")
     app.state.repo = str(repo)
-    app.state.auth = auth or Auth()
+    app.state.auth = auth = auth or Auth("none", _cli_identity(repo))
+    app.state.policy = PolicyCache()
     app.state.write_lock = threading.Lock()
     app.state.metrics = metrics = Metrics()
     app.add_exception_handler(AgentstageError, _agentstage_error)
@@ -140,17 +145,16 @@ def create_app(repo: str | Path, auth: Auth | None = None,
         return PlainTextResponse(metrics.text(), media_type="text/plain; version=0.0.4")
 
     app.add_middleware(Guard, hosts=frozenset(h.lower() for h in hosts))
-    app.add_middleware(Observe, metrics=metrics, identity=_log_identity(app.state.auth, repo))
+    # the access log names the identity a request resolved; with --auth none, every
+    # request acts as the CLI's identity
+    app.add_middleware(Observe, metrics=metrics,
+                       identity=str(auth.fixed) if auth.mode == "none" and auth.fixed else "-")
     return app
 
 
-def _log_identity(auth: Auth, repo: str | Path) -> str:
-    """Who the access log names for a request that did not resolve its identity (a read):
-    with --auth none every request acts as the CLI's identity."""
+def _cli_identity(repo: str | Path) -> Identity:
+    """Who --auth none acts as: the CLI's identity (AGENTSTAGE_AUTHOR, git config)."""
     from agentstage.agents import resolve_identity
     from agentstage.store import Store
 
-    try:
-        return str(resolve_identity(Store.open(repo), auth.author))
-    except AgentstageError:
-        return "-"
+    return resolve_identity(Store.open(repo), None)

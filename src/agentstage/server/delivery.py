@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from agentstage import api_ops
-from agentstage.server.auth import StoreDep
+from agentstage.server.auth import StoreDep, reader
 from agentstage.server.responses import ERRORS, tagged
 
-router = APIRouter(prefix="/api/v2", tags=["delivery"], responses=ERRORS)
+router = APIRouter(prefix="/api/v2", tags=["delivery"], dependencies=[Depends(reader)],
+                   responses=ERRORS)
 
 
 @router.get("/agents/{agent_id}/production")

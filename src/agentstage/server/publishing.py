@@ -9,11 +9,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentstage import api_ops
-from agentstage.server.auth import StoreDep, Who
+from agentstage.server.auth import PublisherWho, StoreDep, Who, reader
 from agentstage.server.guard import unicode_body
 from agentstage.server.responses import ERRORS, one_writer, written
 
-router = APIRouter(prefix="/api/v2", tags=["publishing"], dependencies=[Depends(unicode_body)],
+router = APIRouter(prefix="/api/v2", tags=["publishing"],
+                   dependencies=[Depends(reader), Depends(unicode_body)],
                    responses=ERRORS)
 IfMatch = Annotated[str | None, Header(description="The agent's ETag this write is based on")]
 
@@ -47,7 +48,7 @@ def staging_diff(store: StoreDep, agent_id: str) -> JSONResponse:
 
 
 @router.post("/agents/{agent_id}/publish")
-def publish(request: Request, store: StoreDep, who: Who, agent_id: str, body: Publish,
+def publish(request: Request, store: StoreDep, who: PublisherWho, agent_id: str, body: Publish,
             if_match: IfMatch = None) -> dict[str, Any]:
     """Make staging live; 409 `nothing_to_publish` when staging is production already. With
     If-Match (the staging-diff's ETag), only the staging that was reviewed is published."""

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import signal
 import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from agentstage.errors import UsageError
+from agentstage.errors import UsageError, warn
 
-AUTH_MODES = ("none",)
+if TYPE_CHECKING:
+    from agentstage.server.auth import Auth
+    from agentstage.store import Store
+
+HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+AUTH_MODES = ("none", "tokens", "header:NAME")
 
 
 def is_loopback(host: str) -> bool:
@@ -23,27 +31,46 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def make_auth(store: Store, mode: str, author: str | None, tokens: str | None) -> Auth:
+    """The Auth for --auth *mode*, or a usage error naming what is wrong."""
+    from agentstage.agents import resolve_identity
+    from agentstage.server.auth import Auth
+    from agentstage.tokens import TokenFile, default_path
+
+    if mode == "none":
+        return Auth("none", fixed=resolve_identity(store, author))  # fails now, not later
+    if mode == "tokens":
+        file = TokenFile(tokens or default_path(store.git_dir))
+        if not file.entries():
+            warn(f"no tokens in {file.path} yet: every request gets 401 until an admin runs "
+                 "'agentstage token create NAME'")
+        return Auth("tokens", tokens=file)
+    if mode.startswith("header:") and HEADER_NAME.fullmatch(mode[7:]):
+        return Auth("header", header=mode[7:])
+    raise UsageError(f"--auth {mode!r} is not one of none, tokens, header:NAME",
+                     hint="e.g. --auth tokens, or --auth header:X-Forwarded-User behind an "
+                          "authenticating proxy")
+
+
 def serve(repo: str | None, host: str, port: int, auth: str, author: str | None,
-          allowed_hosts: Sequence[str] = ()) -> int:
+          allowed_hosts: Sequence[str] = (), tokens: str | None = None) -> int:
     """Serve the repository around *repo* until SIGTERM or SIGINT; 0 after a clean stop."""
     import uvicorn
 
-    from agentstage.agents import resolve_identity
     from agentstage.server.app import create_app
-    from agentstage.server.auth import Auth
     from agentstage.store import Store
 
-    if auth not in AUTH_MODES:
-        raise UsageError(f"--auth {auth} is not available yet", hint="use --auth none on a "
-                         "loopback address; tokens and header: come next")
-    if not is_loopback(host):
+    if auth == "none" and not is_loopback(host):
         raise UsageError(f"--auth none on {host}, which is not a loopback address: anyone who "
                          "reaches it could edit and publish as you",
-                         hint="serve on 127.0.0.1 (the default) and put an authenticating "
-                              "proxy in front of it")
+                         hint="use --auth tokens, or --auth header:NAME behind an "
+                              "authenticating proxy, or serve on 127.0.0.1 (the default)")
+    if tokens is not None and auth != "tokens":
+        raise UsageError("--tokens names the tokens file of --auth tokens",
+                         hint="add --auth tokens, or leave --tokens out")
     store = Store.open(repo)
     where = str(store.workdir or store.git_dir)
-    who = resolve_identity(store, author)  # fails now, not at the first request
+    who = make_auth(store, auth, author, tokens)
     bind = "127.0.0.1" if host.lower() == "localhost" else host.strip("[]")
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -59,7 +86,7 @@ def serve(repo: str | None, host: str, port: int, auth: str, author: str | None,
     bound = sock.getsockname()[1]
     shown = f"[{bind}]" if family == socket.AF_INET6 else bind
     hosts = {bind.lower(), "localhost", *(h.lower() for h in allowed_hosts)}
-    app = create_app(where, Auth("none", author), hosts=hosts)
+    app = create_app(where, who, hosts=hosts)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             server_header=False, timeout_graceful_shutdown=30)
     handler = logging.StreamHandler(sys.stderr)
@@ -69,8 +96,9 @@ def serve(repo: str | None, host: str, port: int, auth: str, author: str | None,
     access.setLevel(logging.INFO)
     access.propagate = False
     print(f"http://{shown}:{bound}", flush=True)
-    print(f"agentstage: serving {where} as {who} (--auth none); stop with Ctrl-C or SIGTERM",
-          file=sys.stderr, flush=True)
+    acting = f"as {who.fixed}" if who.fixed else "for each request's identity"
+    print(f"agentstage: serving {where} {acting} (--auth {who.describe}); stop with Ctrl-C "
+          "or SIGTERM", file=sys.stderr, flush=True)
     # uvicorn finishes the requests in flight on SIGTERM or SIGINT, then raises the signal
     # again to whatever handler was there before it: these make that a clean exit 0.
     for name in (signal.SIGTERM, signal.SIGINT):
