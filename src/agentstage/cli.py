@@ -867,7 +867,13 @@ def _policy_email(obj: Context, name: str) -> str | None:
 @format_option("text", "json")
 @pass_ctx
 def token_list(obj: Context, path: str | None, fmt: str) -> None:
-    """The tokens: id, identity, created, expiry (never the secrets, which are not kept)."""
+    """The tokens: id, identity, created, expiry (never the secrets, which are not kept).
+
+    \b
+    Examples:
+      agentstage token list
+      agentstage token list --format json
+    """
     import time
 
     now = time.time()
@@ -891,7 +897,14 @@ def token_list(obj: Context, path: str | None, fmt: str) -> None:
 @format_option("text", "json")
 @pass_ctx
 def token_revoke(obj: Context, name: str, path: str | None, fmt: str) -> None:
-    """Revoke every token of the identity NAME (or the one token with that id)."""
+    """Revoke every token of the identity NAME (or the one token with that id); a running
+    server refuses them within a second.
+
+    \b
+    Examples:
+      agentstage token revoke alice
+      agentstage token revoke 3f9c0a1b2c4d
+    """
     gone = _token_file(obj, path).revoke(name)
     emit(fmt, {"revoked": [e.id for e in gone]},
          lambda: "\n".join(f"revoked {e.id} ({_one_line(e.name)})" for e in gone))

@@ -162,7 +162,8 @@ def editor(request: Request, store: StoreDep, caller: ReaderDep) -> str:
             f"({', '.join(policy.editors) or 'nobody'}) do not include them",
             hint="ask an admin to add them to editors in refs/meta/agentstage "
                  "(agentstage policy show)")
-    return _author(policy, caller)
+    request.state.identity = author = _author(policy, caller)
+    return author
 
 
 def publisher(request: Request, store: StoreDep, caller: ReaderDep) -> str:
@@ -176,7 +177,8 @@ def publisher(request: Request, store: StoreDep, caller: ReaderDep) -> str:
             f"{caller.name} may not publish {agent}: the policy's publishers for it "
             f"({', '.join(named) or 'nobody'}) do not include them",
             hint=f"ask an admin to add them to publishers.{agent} in refs/meta/agentstage")
-    return _author(policy, caller)
+    request.state.identity = author = _author(policy, caller)
+    return author
 
 
 Who = Annotated[str, Depends(editor)]
