@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pygit2
+import serve
 from generate import OUT, Size, ensure, scaled
 
 from agentstage import hooks, publishing, rollback
@@ -403,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, < 60 s")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling table")
     parser.add_argument("--no-push", action="store_true", help="skip the real git push rows")
+    parser.add_argument("--no-serve", action="store_true",
+                        help="skip the server rows (HTTP, and delivery against nginx)")
     a = parser.parse_args(argv)
     q = a.quick
     size = Size(a.agents or (200 if q else 2000), a.commits or (1000 if q else 20000),
@@ -417,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         r = Repo(cached, meta, tmp, "main")
         rows = measure_main(r, tmp, runs, not a.no_push)
+        served = None if a.no_serve else serve.measure(r.path, r.bench, env(), max(runs, 15),
+                                                        tmp)
         scaling = [] if a.no_scaling else measure_scaling(
             [scaled(n, c, size.tags, size.hot) for c in grid_commits for n in grid_agents],
             runs, tmp)
@@ -431,12 +436,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "small": f"{small['agents']} agents/{small['commits']} commits",
                          "large": f"{large['agents']} agents/{large['commits']} commits"})
     print(markdown(rows, scaling, flat))
+    if served is not None:
+        print("\n" + serve.markdown(served))
     missed = [x["operation"] for x in rows if x["met"] is False]
+    if served is not None:
+        missed += [x["operation"] for x in served["rows"] if not x["met"]]
+        if served["delivery"].get("met") is False:
+            missed.append("delivery (304s against nginx)")
     missed += [f"{f['operation']} scaling" for f in flat if not f["met"]]
     print(f"\nTargets missed: {', '.join(missed) if missed else 'none'}")
     result = {"machine": {**machine(), "loadavg_at_start": load_before}, "size": meta,
               "runs": runs, "quick": q, "rows": rows,
-              "scaling": scaling, "scaling_targets": flat, "missed": missed,
+              "scaling": scaling, "scaling_targets": flat, "serve": served, "missed": missed,
               "seconds": round(time.perf_counter() - started, 1)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
