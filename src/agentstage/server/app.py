@@ -116,16 +116,19 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 def create_app(repo: str | Path, auth: Auth | None = None,
                hosts: Iterable[str] = ("localhost", "127.0.0.1", "::1")) -> FastAPI:
     """The app serving *repo* (checkout or bare), answering for the Host names *hosts*."""
-    from agentstage.server import agents, delivery, publishing
+    from agentstage.server import agents, delivery, events, publishing
+    from agentstage.server.fastpath import App, FastPath
 
-    app = FastAPI(title="agentstage", version=__version__,
-                  description="Staging and Production for AI agent configurations, with git "
-                              "as the only store (DESIGN.md section 8).")
+    app = App(title="agentstage", version=__version__,
+              description="Staging and Production for AI agent configurations, with git "
+                          "as the only store (DESIGN.md section 8).")
     app.state.repo = str(repo)
     app.state.auth = auth = auth or Auth("none", _cli_identity(repo))
     app.state.policy = PolicyCache()
     app.state.write_lock = threading.Lock()
     app.state.metrics = metrics = Metrics()
+    app.state.delivery = cache = delivery.Cache()
+    app.state.events = events.Events(str(repo), cache.forget)  # started by its first use
     app.add_exception_handler(AgentstageError, _agentstage_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
@@ -133,6 +136,7 @@ def create_app(repo: str | Path, auth: Auth | None = None,
     app.include_router(agents.router)
     app.include_router(publishing.router)
     app.include_router(delivery.router)
+    app.include_router(events.router)
 
     @app.get("/healthz", tags=["server"])
     def healthz() -> dict[str, str]:
@@ -144,11 +148,14 @@ def create_app(repo: str | Path, auth: Auth | None = None,
         """Prometheus text: requests by route and status, their latency, publishes."""
         return PlainTextResponse(metrics.text(), media_type="text/plain; version=0.0.4")
 
-    app.add_middleware(Guard, hosts=frozenset(h.lower() for h in hosts))
+    names = frozenset(h.lower() for h in hosts)
+    app.add_middleware(Guard, hosts=names)
     # the access log names the identity a request resolved; with --auth none, every
     # request acts as the CLI's identity
     app.add_middleware(Observe, metrics=metrics,
                        identity=str(auth.fixed) if auth.mode == "none" and auth.fixed else "-")
+    # in front of everything: what runtimes poll, from memory, after the same checks
+    app.fast_path = FastPath(cache, auth, names, metrics)
     return app
 
 

@@ -2,12 +2,19 @@
 
 The log line is logfmt (`identity="Ada <ada@example.com>" method=GET path=... status=200
 ms=1.4`), values quoted and escaped, so a path or a name cannot start a line of its own.
+Lines are written as the `agentstage.access` logger is configured; when that is `serve`'s
+own plain stream (`%(asctime)s %(message)s`), they are written to it directly, a batch at
+most 50 ms old at a time: a logging call (9 µs on this machine) costs more than the rest of
+the delivery fast path's answer (about 5 µs), a buffered line under 1 µs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from bisect import bisect_left
@@ -72,12 +79,105 @@ def _label(value: str) -> str:
     return f'"{escaped}"'
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9/\-_.:\[\]{}=?&%+,@]+")
+
+
 def _quoted(value: str) -> str:
     """A logfmt value: plain when it is simple, else a JSON string (control characters
     escaped)."""
-    if value and all(c.isascii() and (c.isalnum() or c in "/-_.:[]{}=?&%+,@") for c in value):
+    if _PLAIN.fullmatch(value):
         return value
     return json.dumps(value)
+
+
+LINE = "identity=%s method=%s path=%s status=%d ms=%.1f"
+SERVE_FORMAT = "%(asctime)s %(message)s"  # what `serve` configures (server/run.py)
+FLUSH_SECONDS = 0.05
+
+
+class AccessLog:
+    """The access-log lines of every request, in the order they were answered."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lines: list[str] = []
+        self._streams: list[logging.StreamHandler[Any]] | None = None
+        self._since = 0.0  # when the oldest buffered line was added
+        self._second = -1
+        self._stamp = ""
+
+    def line(self, identity: str, method: str, path: str, status: int, seconds: float) -> None:
+        """Log one request: *identity*, *method*, *path* are quoted here."""
+        now = time.time()
+        with self._lock:
+            if not self._lines:
+                self._streams = _direct_streams()
+            streams = self._streams
+            if streams is not None:
+                second = int(now)
+                if second != self._second:  # logging.Formatter's default asctime
+                    self._second = second
+                    self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+                self._lines.append(
+                    f"{self._stamp},{int((now - second) * 1000):03d} identity="
+                    f"{_quoted(identity)} method={_quoted(method)} path={_quoted(path)} "
+                    f"status={status} ms={seconds * 1000:.1f}\n")
+                if len(self._lines) == 1:
+                    self._since = now
+                    self._later()
+                    return
+                if now - self._since < FLUSH_SECONDS * 4 and len(self._lines) < 4096:
+                    return
+        if streams is None:
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(LINE, _quoted(identity), _quoted(method), _quoted(path),
+                                status, seconds * 1000)
+            return
+        self.flush()  # a timer that never ran (its loop gone), or a very busy server
+
+    def _later(self) -> None:
+        with contextlib.suppress(RuntimeError):  # no loop here: the next line or flush()
+            asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        """Write the buffered lines now (a timer does it; `serve` at its end, too)."""
+        with self._lock:
+            lines, self._lines = self._lines, []
+            streams = self._streams
+        if not lines or not streams:
+            return
+        data = "".join(lines)
+        for handler in streams:
+            handler.acquire()
+            try:
+                handler.stream.write(data)
+                handler.stream.flush()
+            except (OSError, ValueError):  # a closed or broken stderr: as logging, go on
+                pass
+            finally:
+                handler.release()
+
+
+def _direct_streams() -> list[logging.StreamHandler[Any]] | None:
+    """The handlers of the access logger when all of them are plain streams formatted as
+    `serve` formats them (so a line written there reads as logging would write it); None
+    otherwise, and the lines go through logging."""
+    if access_log.propagate or access_log.filters or not access_log.handlers \
+            or not access_log.isEnabledFor(logging.INFO):
+        return None
+    out = []
+    for handler in access_log.handlers:
+        form = handler.formatter
+        if type(handler) is not logging.StreamHandler or handler.filters \
+                or handler.level > logging.INFO or form is None \
+                or type(form) is not logging.Formatter or form._fmt != SERVE_FORMAT \
+                or form.datefmt is not None or form.converter is not time.localtime:
+            return None
+        out.append(handler)
+    return out
+
+
+access = AccessLog()
 
 
 class Observe:
@@ -113,10 +213,12 @@ class Observe:
     def log(self, scope: Scope, status: int, seconds: float) -> None:
         state: Any = scope.get("state") or {}
         who = state.get("identity") if isinstance(state, dict) else None
-        raw = scope.get("raw_path") or scope["path"].encode()
-        path = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
-        query = scope.get("query_string", b"").decode("latin-1")
-        access_log.info("identity=%s method=%s path=%s status=%d ms=%.1f",
-                        _quoted(who or self.identity), _quoted(scope["method"]),
-                        _quoted(path + (f"?{query}" if query else "")), status,
-                        seconds * 1000)
+        access.line(who or self.identity, scope["method"], logged_path(scope), status, seconds)
+
+
+def logged_path(scope: Scope) -> str:
+    """The request's path as sent (not decoded) and its query."""
+    raw = scope.get("raw_path") or scope["path"].encode()
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
+    query = scope.get("query_string", b"").decode("latin-1")
+    return path + (f"?{query}" if query else "")

@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from agentstage.errors import UsageError, warn
@@ -58,6 +59,7 @@ def serve(repo: str | None, host: str, port: int, auth: str, author: str | None,
     import uvicorn
 
     from agentstage.server.app import create_app
+    from agentstage.server.metrics import access as access_lines
     from agentstage.store import Store
 
     if auth == "none" and not is_loopback(host):
@@ -103,6 +105,15 @@ def serve(repo: str | None, host: str, port: int, auth: str, author: str | None,
     # again to whatever handler was there before it: these make that a clean exit 0.
     for name in (signal.SIGTERM, signal.SIGINT):
         signal.signal(name, lambda _signum, _frame: None)
-    uvicorn.Server(config).run(sockets=[sock])
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            app.state.events.stop_soon()  # open event streams end: they do not hold the exit
+
+    try:
+        Server(config).run(sockets=[sock])
+    finally:
+        app.state.events.close()
+        access_lines.flush()
     print("agentstage: stopped", file=sys.stderr, flush=True)
     return 0
