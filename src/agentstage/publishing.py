@@ -31,6 +31,7 @@ from agentstage.errors import (
 )
 from agentstage.faults import crash_point
 from agentstage.ids import check_agent_id, is_agent_id
+from agentstage.marks import pending_marks
 from agentstage.remote import check_staging_current, fetch, push_publish, upstream
 from agentstage.semdiff import diff_configs
 from agentstage.store import (
@@ -44,8 +45,6 @@ from agentstage.store import (
 )
 
 RECORD_MARKER = "agentstage-publish-record: 1"
-REVERT_TRAILER = "Agentstage-Revert: "
-RESTORE_TRAILER = "Agentstage-Restore: "
 
 
 def diff_state(store: Store, state: AgentState) -> dict[str, Any]:
@@ -94,23 +93,17 @@ def diff_revs(store: Store, base: str, head: str, only: Sequence[str] = ()
 
 def _pending(store: Store, agent: str, staging: str, production: str | None
              ) -> tuple[bool, dict[str, list[str]]]:
-    """One walk of the staging history being published (the commits since production):
-    whether production is an ancestor of staging, and this agent's reverts and restores
-    in it. Production is an ancestor exactly when it is staging or a parent of one of
-    those commits."""
+    """Whether production is an ancestor of staging, and this agent's reverts and restores
+    between the two, each checked against the trees (see marks.py for how this avoids
+    reading every commit since the last publish)."""
     found: dict[str, list[str]] = {"reverts": [], "restores": []}
     if production is None:
         return True, found
-    ancestor = production == staging
-    for oid, message, parents in store.walk(staging, production):
-        ancestor = ancestor or production in parents
-        for line in message.splitlines():
-            for trailer, key in ((REVERT_TRAILER, "reverts"), (RESTORE_TRAILER, "restores")):
-                if line.startswith(trailer):
-                    tag = line[len(trailer):].strip()
-                    if tag.startswith(agent + "/") and tag not in found[key] and \
-                            _real_mark(store, agent, oid, parents, key, tag):
-                        found[key].append(tag)
+    ancestor, marks = pending_marks(store, agent, staging, production)
+    for mark in marks:
+        if mark.tag not in found[mark.key] and _real_mark(
+                store, agent, mark.commit, list(mark.parents), mark.key, mark.tag):
+            found[mark.key].append(mark.tag)
     return ancestor, found
 
 

@@ -17,8 +17,9 @@ from agentstage.edit import Edit, apply_edits
 from agentstage.editing import commit_agent_files, field_changes
 from agentstage.errors import Conflict, InvalidConfig, NotFound, NothingToPublish, Problem
 from agentstage.fieldpath import parse_path
+from agentstage.marks import RESTORE_TRAILER, REVERT_TRAILER
 from agentstage.model import AgentConfig
-from agentstage.publishing import RESTORE_TRAILER, REVERT_TRAILER, parse_record, read_record
+from agentstage.publishing import parse_record, read_record
 from agentstage.semdiff import (
     MISSING,
     Change,

@@ -303,6 +303,12 @@ class Store:
         for c in walker:
             yield str(c.id), c.message, [str(p) for p in c.parent_ids]
 
+    def has_commit(self, oid: str) -> bool:
+        try:
+            return isinstance(self._repo.get(oid), pygit2.Commit)
+        except (ValueError, pygit2.GitError):
+            return False
+
     def _blob(self, oid: pygit2.Oid | str) -> bytes:
         blob = self._repo[oid]
         assert isinstance(blob, pygit2.Blob)
