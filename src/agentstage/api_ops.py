@@ -397,6 +397,38 @@ def entry_of(config: Mapping[str, Any], section: str, ident: str) -> dict[str, A
     return None
 
 
+def agent_overview(store: Store, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row of `agents_table` with what the review page lists beside it: who published
+    the newest version and when (`published_by`, `published_at`), how many fields staging
+    changes (`changes`, None when not computed), and why an agent does not load
+    (`problem`, None when it does)."""
+    from agentstage.publishing import diff_agent
+
+    agent = str(row["agent"])
+    production = row.get("production") or {}
+    out: dict[str, Any] = {**row, "version": production.get("version"), "published_at": None,
+                           "published_by": None, "changes": None,
+                           "problem": row.get("problem")}
+    tag = production.get("tag")
+    try:
+        info = store.tag(tag) if tag else None
+    except AgentstageError as exc:
+        info, out["problem"] = None, exc.message
+    if info is not None:
+        out["published_at"] = info.time.isoformat()
+        out["published_by"] = {"name": info.tagger.name, "email": info.tagger.email}
+    if out["problem"] is None and (row.get("staging_differs") or row.get("name") == "(invalid)"):
+        try:
+            out["changes"] = len(diff_agent(store, agent)["changes"])
+        except InvalidConfig as exc:
+            first = str(exc.problems[0]) if exc.problems else exc.message
+            more = len(exc.problems) - 1
+            out["problem"] = first + (f" (and {more} more)" if more > 0 else "")
+        except AgentstageError as exc:
+            out["problem"] = exc.message
+    return out
+
+
 __all__ = ["AgentstageError", "PreconditionFailed", "create_agent", "edit_agent", "etag",
            "history_page", "merge_patch", "preview", "production_list", "production_view",
            "publish_entry", "rollback", "staging_view", "tag_of"]

@@ -126,4 +126,43 @@ def _autolinked(text: str) -> bool:
     return "www." in text.lower()
 
 
-__all__ = ["describe", "hidden", "markdown", "md_code", "md_html", "message", "terminal"]
+_HIDDEN_IN_HTML = re.compile(f"(?![\n\t])[{_HIDDEN_RANGES}]")
+# Emoji are pictographs joined by U+200D and styled by U+FE0F: between (after) two of
+# them, those show as the one emoji they make, and hide nothing a reader must see.
+_PICTOGRAPH = re.compile("[\u2190-\u21ff\u2300-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff]")
+
+
+def _in_emoji(text: str, at: int) -> bool:
+    char = text[at]
+    before = text[at - 1] if at else ""
+    if before == "\ufe0f" and at > 1:  # the joiner after a styled pictograph (❤️‍🔥)
+        before = text[at - 2]
+    pictured = _PICTOGRAPH.match(before) is not None
+    if char == "\ufe0f":
+        return pictured
+    after = text[at + 1] if at + 1 < len(text) else ""
+    return char == "\u200d" and pictured and _PICTOGRAPH.match(after) is not None
+
+
+def html_text(text: str) -> str:
+    """*text* as HTML (a page of the review): every `<`, `&` and quote escaped, and every
+    control or invisible character (as `terminal` finds them; line feeds and tabs kept, the
+    page lays them out; the joiners inside an emoji kept) shown as its escape in a
+    `<span class="esc">`, so a bidi override or a zero-width space cannot hide or reorder
+    what a reviewer reads."""
+    out = []
+    start = 0
+    for match in _HIDDEN_IN_HTML.finditer(text):
+        if _in_emoji(text, match.start()):
+            continue
+        out.append(html.escape(text[start:match.start()], quote=True))
+        char = match.group()
+        out.append(f'<span class="esc" title="{html.escape(describe(char), quote=True)}">'
+                   f"{_visible(char)}</span>")
+        start = match.end()
+    out.append(html.escape(text[start:], quote=True))
+    return "".join(out)
+
+
+__all__ = ["describe", "hidden", "html_text", "markdown", "md_code", "md_html", "message",
+           "terminal"]

@@ -116,7 +116,7 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 def create_app(repo: str | Path, auth: Auth | None = None,
                hosts: Iterable[str] = ("localhost", "127.0.0.1", "::1")) -> FastAPI:
     """The app serving *repo* (checkout or bare), answering for the Host names *hosts*."""
-    from agentstage.server import agents, delivery, events, publishing
+    from agentstage.server import agents, delivery, events, pages, publishing
     from agentstage.server.fastpath import App, FastPath
 
     app = App(title="agentstage", version=__version__,
@@ -136,6 +136,7 @@ def create_app(repo: str | Path, auth: Auth | None = None,
     app.include_router(agents.router)
     app.include_router(publishing.router)
     app.include_router(delivery.router)
+    app.include_router(pages.router)  # the review pages (section 9)
     app.include_router(events.router)
 
     @app.get("/healthz", tags=["server"])
