@@ -422,7 +422,7 @@ def value_width(full: bool) -> int | None:
 @click.option("--head", metavar="REV", help="The new side with --base (default: staging).")
 @click.option("--full", is_flag=True, help="Print every value whole (on a terminal, long values "
               "are cut to fit its width).")
-@format_option("text", "json", "markdown")
+@format_option("text", "json", "markdown", "html")
 @pass_ctx
 def diff(obj: Context, agents: tuple[str, ...], exit_code: bool, base: str | None,
          head: str | None, full: bool, fmt: str) -> None:
@@ -430,12 +430,14 @@ def diff(obj: Context, agents: tuple[str, ...], exit_code: bool, base: str | Non
 
     With no AGENT, every agent whose staging differs from production. On a terminal,
     long values are cut to fit its width; piped or with --full, nothing is cut.
+    --format html writes the review as one self-contained page (for a CI artifact).
 
     \b
     Examples:
       agentstage diff support-bot
       agentstage diff support-bot --format json
       agentstage diff --base origin/staging --head HEAD --format markdown
+      agentstage diff --base origin/staging --head HEAD --format html > review.html
     """
     from agentstage import render
     from agentstage.publishing import diff_agent, diff_revs
@@ -461,6 +463,12 @@ def diff(obj: Context, agents: tuple[str, ...], exit_code: bool, base: str | Non
     revs = base is not None  # two revisions: always a list, any number of agents
     if fmt == "json":
         click.echo(json.dumps(results[0] if len(agents) == 1 and not revs else results, indent=2))
+    elif fmt == "html":
+        from agentstage.html import diff_document
+
+        title = f"Review of {head or 'staging'} against {base}" if revs else None
+        click.echo(diff_document(results, ("Base", "Head") if revs else
+                                 ("Production", "Staging"), title), nl=False)
     elif fmt == "markdown":
         if revs:
             rerun = f"agentstage diff --base {base} --head {head or 'staging'}"
