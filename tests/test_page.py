@@ -156,7 +156,11 @@ class Tab:
 
     def open(self, path: str, status: int = 200) -> Any:
         response = self.page.goto(path)
-        assert response is not None and response.status == status, (path, response)
+        assert response is not None
+        if response.status != status:  # the error page says what went wrong
+            shown = self.page.locator("body").inner_text() if response.ok or \
+                "html" in response.headers.get("content-type", "") else response.text()
+            raise AssertionError(f"{path}: {response.status}, not {status}: {shown[:2000]}")
         return response
 
     def clean(self) -> None:
@@ -482,15 +486,18 @@ def test_errors_are_pages_with_the_api_status(tab: Tab) -> None:
 
 def test_auth_none_pages_just_work(browser: Any, tmp_path: Path) -> None:
     server = Server(sample_repo(tmp_path), server_env(tmp_path / "home"))
+    tab = Tab(browser, server, who=None)
     try:
-        tab = Tab(browser, server, who=None)
         tab.open("/agents/hr-helpdesk")
         assert "Serve Author" in tab.page.locator(".viewer").inner_text()
         assert "--auth none" in tab.page.locator(".viewer").inner_text()
         tab.clean()
-        tab.close()
+    except AssertionError as exc:
+        server.stop()
+        raise AssertionError(f"{exc}\nthe server said: {server.stderr}") from None
     finally:
-        assert server.stop() == 0
+        tab.close()
+    assert server.stop() == 0, server.stderr
 
 
 # -- agentstage diff --format html ---------------------------------------------------------
