@@ -6,8 +6,12 @@ files and directories a publish changes (production refs, packed-refs, the tags 
 remotes' production directories, the config), lists the refs only when one of them moved,
 and every FULL_SCAN_SECONDS lists every tag anyway. The served repository's own tags are
 the truth: a new `refs/tags/<agent>/v<N>` is a publish. Each is read once, as the history
-reads it, and sent to every open stream as the same bytes. The watcher also tells the
-delivery cache (server/delivery.py) which agents moved.
+reads it, and sent to every open stream as the same bytes. An event waits, a moment at
+most (SETTLE_SECONDS), for its production ref to move (a publish writes its tag first), and
+in a repository with the server hook for the note of who pushed it (`pushed_by`, written
+just after a push lands): when the note comes later, the event says null where the history
+says who. The watcher also tells the delivery cache (server/delivery.py) which agents
+moved.
 
 A stream replays, with `Last-Event-ID` (or `?last_event_id=`), the publishes after that
 one: publishes are ordered by their tag's time, then agent and version. A tag's time has
@@ -51,6 +55,7 @@ POLL_SECONDS = 0.15
 FULL_SCAN_SECONDS = 5.0
 SETTLE_SECONDS = 0.5  # a new tag waits at most this long for its production ref to move,
 # and in a repository with the server hook, for the note of who pushed it
+GIVE_UP_SECONDS = 10.0  # a new tag whose history entry cannot be read is tried this long
 RACY_SECONDS = 0.1  # a stat this close to a change may miss the next one (same clock tick)
 KEEPALIVE_SECONDS = 15.0
 RETRY_MS = 2000
@@ -291,9 +296,13 @@ class Events:
             wanted = {tag for tag, _ in tags}
             try:
                 entries = _entries(store, agent, min(when for _, when in tags))
-            except AgentstageError as exc:
-                log.warning("agentstage: events: %s: %s", agent, exc.message)
-                entries = []
+            except AgentstageError as exc:  # e.g. a command writing the checkout right now
+                for tag in wanted:
+                    if now - self._pending[tag] >= GIVE_UP_SECONDS:
+                        log.warning("agentstage: events: no event for %s: %s", tag,
+                                    exc.message)
+                        del self._pending[tag]
+                continue  # the next poll tries again
             for entry in entries:
                 tag = entry["tag"]
                 if tag not in wanted:

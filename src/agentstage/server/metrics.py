@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -82,6 +83,7 @@ def _label(value: str) -> str:
 _PLAIN = re.compile(r"[A-Za-z0-9/\-_.:\[\]{}=?&%+,@]+")
 
 
+@functools.lru_cache(maxsize=4096)  # identities, methods and paths repeat
 def _quoted(value: str) -> str:
     """A logfmt value: plain when it is simple, else a JSON string (control characters
     escaped)."""
