@@ -126,6 +126,13 @@ class TokenFile:
             return None
         return None if entry.expired(time.time()) else entry
 
+    def live(self, ident: str) -> TokenEntry | None:
+        """The entry of the token id *ident* while it is live (not revoked, not expired): a
+        browser session made with a token ends when the token does."""
+        self._refresh()
+        entry = self._entries.get(ident)
+        return None if entry is None or entry.expired(time.time()) else entry
+
     def session_key(self) -> bytes:
         """The key browser sessions are signed with (made with the file)."""
         self._refresh()

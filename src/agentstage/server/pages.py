@@ -3,143 +3,31 @@ JSON API calls. Each route reads its GET parameters, calls the operation, and re
 template of `templates/` through `agentstage.html`; an error becomes an HTML page with the
 status the API gives it (never a traceback). Every response forbids framing and script.
 
-Phase 2 adds the forms (publish, revert and restore, staging edits) and the login: their
-POST routes go beside these, behind the same `PageRoute`, with a CSRF token in the context
-that `page()` builds.
+The forms that change something (publish, revert and restore: page_actions.py; staging
+edits: page_edit.py) and the login (page_session.py) are routes of the same router, behind
+the same `PageRoute`; `page()` puts the form's CSRF token and the viewer's role in every
+page's context.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import re
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse
-from fastapi.routing import APIRoute
-from starlette.exceptions import HTTPException
 
-from agentstage import __version__, api_ops, html
-from agentstage.errors import AgentstageError, InvalidConfig, NotFound, UsageError
-from agentstage.server.auth import ReaderDep, StoreDep
-
-log = logging.getLogger("agentstage.server")
-
-# No script at all, no framing, nothing from elsewhere: the pages are documents.
-CSP = ("default-src 'self'; script-src 'none'; object-src 'none'; style-src 'self'; "
-       "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    # same-origin, not no-referrer: a form post must carry its Origin for the guard
-    "Referrer-Policy": "same-origin",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
-}
-PAGE_SIZE = 100  # agents per page of the list
-TITLES = {400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Not found",
-          405: "Not allowed here", 409: "Conflict", 412: "Changed meanwhile",
-          413: "Too large", 415: "Unsupported", 422: "Invalid configuration",
-          500: "Internal error"}
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-BARE_ERROR = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Internal "
-              "error · agentstage</title></head><body><main><h1>Internal error</h1><p>This is a "
-              "bug in agentstage; please report it.</p><p><a href=\"/\">All agents</a></p>"
-              "</main></body></html>")
-
-
-class PageRoute(APIRoute):
-    """A page route: whatever goes wrong becomes an HTML error page with the API's status."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def page_handler(request: Request) -> Response:
-            try:
-                return await answer(request)
-            except Exception as exc:  # the error page itself failed: a bare page, still HTML
-                log.exception("error page failed on %s", request.url.path, exc_info=exc)
-                return secured(HTMLResponse(BARE_ERROR, status_code=500))
-
-        async def answer(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except AgentstageError as exc:
-                return error_page(request, exc)
-            except HTTPException as exc:
-                return error_page(request, UsageError(str(exc.detail)), exc.status_code)
-            except RequestValidationError as exc:
-                return error_page(request, UsageError(f"bad parameters: {exc.errors()!r}"), 400)
-            except Exception as exc:  # a bug: logged with its traceback, never shown
-                log.exception("internal error on %s %s", request.method, request.url.path,
-                              exc_info=exc)
-                return error_page(request, AgentstageError(
-                    f"internal error: {type(exc).__name__}",
-                    hint="this is a bug in agentstage; please report it"), 500)
-
-        return page_handler
-
+from agentstage import api_ops, html
+from agentstage.errors import AgentstageError, NotFound, UsageError
+from agentstage.server import page_actions, page_session
+from agentstage.server.auth import PageReaderDep, StoreDep
+from agentstage.server.page_base import PageRoute, page, secured
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-
-
-def secured(response: Response) -> Response:
-    response.headers.update(HEADERS)
-    return response
-
-
-def _viewer(request: Request) -> dict[str, str] | None:
-    try:
-        caller = request.app.state.auth.caller(request.headers)
-    except AgentstageError:
-        return None
-    return {"name": caller.identity.name, "email": caller.identity.email}
-
-
-def page(request: Request, template: str, status_code: int = 200, **context: Any
-         ) -> HTMLResponse:
-    """A page: *template* with what every page shows (the viewer, the stylesheet)."""
-    context.setdefault("viewer", _viewer(request))
-    context.setdefault("crumbs", [])
-    text = html.render(template, css_version=html.stylesheet_version(), app_version=__version__,
-                       auth_mode=request.app.state.auth.mode, **context)
-    response = HTMLResponse(text, status_code=status_code, headers={"Cache-Control": "no-store"})
-    return secured(response)  # type: ignore[return-value]
-
-
-def error_page(request: Request, exc: AgentstageError, status: int | None = None
-               ) -> HTMLResponse:
-    from agentstage.server.app import STATUSES
-
-    if status is None:
-        status = next((s for cls, s, _code in STATUSES if isinstance(exc, cls)), 500)
-    problems = [{"where": p.file if p.line is None else f"{p.file}:{p.line}", "path": p.path,
-                 "message": p.message} for p in exc.problems] \
-        if isinstance(exc, InvalidConfig) else []
-    message, hint = exc.message, exc.hint
-    if problems:
-        message = ("The configuration does not load: " +
-                   ("1 problem" if len(problems) == 1 else f"{len(problems)} problems"))
-        hint = ("fix the files named above on staging (a commit, agentstage set, or the API), "
-                "then load this page again")
-    agent = request.path_params.get("agent_id")
-    from agentstage.ids import is_agent_id
-
-    response = page(request, "error.html", status, status=status,
-                    title=TITLES.get(status, "Error"), message=message, hint=hint,
-                    problems=problems, here=request.url.path,
-                    agent=agent if isinstance(agent, str) and is_agent_id(agent)
-                    and status != 401 else None,
-                    crumbs=[("Agents", "/"), (TITLES.get(status, "Error"), None)])
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="agentstage"'
-    return response
+PAGE_SIZE = 100  # agents per page of the list
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 STATIC = {"agentstage.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
@@ -176,7 +64,7 @@ def _matches(query: str, row: Mapping[str, Any]) -> bool:
 
 
 @router.get("/")
-def agents_page(request: Request, store: StoreDep, _viewer: ReaderDep, q: str = "") -> Response:
+def agents_page(request: Request, store: StoreDep, _viewer: PageReaderDep, q: str = "") -> Response:
     """Every agent: its production version, its last publish, and staging's changes."""
     from agentstage.agents import agents_table
 
@@ -198,7 +86,7 @@ def agents_page(request: Request, store: StoreDep, _viewer: ReaderDep, q: str = 
                 crumbs=[("Agents", None)])
 
 
-def _name(store: Any, agent: str) -> str | None:
+def agent_name(store: Any, agent: str) -> str | None:
     try:
         config, _tag = api_ops.staging_view(store, agent)
     except AgentstageError:
@@ -207,14 +95,22 @@ def _name(store: Any, agent: str) -> str | None:
     return name if isinstance(name, str) else None
 
 
+DONE = {"revert": "Reverted v{v} on staging", "restore": "Restored the snapshot of v{v} on "
+        "staging"}
+
+
 @router.get("/agents/{agent_id}")
-def review_page(request: Request, store: StoreDep, _viewer: ReaderDep, agent_id: str
-                ) -> Response:
-    """One agent's review: production beside staging, only the fields that differ."""
-    diff, _etag = api_ops.staging_diff(store, agent_id)
-    return page(request, "review.html", agent=agent_id, name=_name(store, agent_id),
-                review=html.review(diff),
-                crumbs=[("Agents", "/"), (agent_id, None)])
+def review_page(request: Request, store: StoreDep, _viewer: PageReaderDep, agent_id: str,
+                done: str = "", version: str = "") -> Response:
+    """One agent's review: production beside staging, only the fields that differ; the
+    publish form when there is something to publish and the viewer may publish."""
+    from agentstage.server.page_actions import review_context
+
+    context = review_context(request, store, agent_id)
+    if done in DONE and version.isascii() and version.isdigit() and len(version) < 10:
+        context["notice"] = (DONE[done].format(v=version) + ". Production is untouched "
+                             "until someone publishes: review the changes below.")
+    return page(request, "review.html", **context)
 
 
 def _date_like(value: str) -> bool:
@@ -222,7 +118,7 @@ def _date_like(value: str) -> bool:
 
 
 @router.get("/agents/{agent_id}/history")
-def history_page(request: Request, store: StoreDep, _viewer: ReaderDep, agent_id: str,
+def history_page(request: Request, store: StoreDep, _viewer: PageReaderDep, agent_id: str,
                  author: str = "", since: str = "", until: str = "",
                  limit: str | None = None, cursor: str = "") -> Response:
     """The agent's publishes, newest first, filtered by person and dates (GET parameters,
@@ -253,8 +149,8 @@ def _version(tag: Any) -> int | None:
 
 
 @router.get("/agents/{agent_id}/history/{number}")
-def entry_page(request: Request, store: StoreDep, _viewer: ReaderDep, agent_id: str,
-               number: str) -> Response:
+def entry_page(request: Request, store: StoreDep, _viewer: PageReaderDep, agent_id: str,
+               number: str, published: str = "") -> Response:
     """One publish: who, when, why, and its whole diff."""
     from agentstage.agents import agent_state
 
@@ -270,6 +166,8 @@ def entry_page(request: Request, store: StoreDep, _viewer: ReaderDep, agent_id: 
                 previous_version=previous,
                 newer_version=version + 1 if version < state.version else None,
                 latest=version == state.version and not state.retired,
+                notice=f"Published v{version}: production serves it now." if published
+                and version == state.version else None,
                 crumbs=[("Agents", "/"), (agent_id, f"/agents/{agent_id}"),
                         ("History", f"/agents/{agent_id}/history"), (f"v{version}", None)])
 
@@ -280,24 +178,44 @@ def _conflict(clash: Mapping[str, Any]) -> dict[str, Any]:
         for key in ("published", "staging", "reverted_to")}}
 
 
-@router.get("/agents/{agent_id}/history/{number}/preview")
-def preview_page(request: Request, store: StoreDep, _viewer: ReaderDep, agent_id: str,
-                 number: str, action: str = "revert") -> Response:
-    """What reverting (or restoring) a publish would do: staging now against after, and
-    production after the next publish; conflicts named. Nothing is written."""
+def preview_context(request: Request, store: Any, agent_id: str, action: str, number: str
+                    ) -> dict[str, Any]:
+    """What preview.html needs: both diffs, the conflicts, the staging version previewed,
+    and whether the viewer may confirm."""
+    from agentstage.server.auth import powers
+    from agentstage.server.page_actions import staging_etag
+
     if action not in ("revert", "restore"):
         raise UsageError(f"action must be revert or restore, not {action!r}",
                          hint="add ?action=revert or ?action=restore")
+    etag = staging_etag(store, agent_id)
     found = api_ops.preview(store, agent_id, action, number)
     version = _version(found.get("tag")) or 0
-    return page(request, "preview.html", agent=agent_id, action=action, version=version,
+    may_edit, _may_publish = powers(request, store, request.state.caller, agent_id)
+    return dict(agent=agent_id, action=action, version=version, etag=etag,
                 preview=found, staging=html.review(found["staging"]),
                 production=html.review(found["production"]),
                 conflicts=[_conflict(c) for c in found.get("conflicts") or []],
+                may_edit=may_edit, reason="", error=None,
                 crumbs=[("Agents", "/"), (agent_id, f"/agents/{agent_id}"),
                         ("History", f"/agents/{agent_id}/history"),
                         (f"v{version}", f"/agents/{agent_id}/history/{version}"),
                         (f"Preview {action}", None)])
+
+
+@router.get("/agents/{agent_id}/history/{number}/preview")
+def preview_page(request: Request, store: StoreDep, _viewer: PageReaderDep, agent_id: str,
+                 number: str, action: str = "revert") -> Response:
+    """What reverting (or restoring) a publish would do: staging now against after, and
+    production after the next publish; conflicts named. Nothing is written; the confirm
+    form (when there is no conflict and the viewer may edit) posts the revert."""
+    return page(request, "preview.html", **preview_context(request, store, agent_id, action,
+                                                           number))
+
+
+# the forms and the login, before the catch-all below (routes match in order)
+router.include_router(page_session.router)
+router.include_router(page_actions.router)
 
 
 @router.get("/agents")
