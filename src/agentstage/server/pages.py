@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request, Response
 
 from agentstage import api_ops, html
 from agentstage.errors import AgentstageError, NotFound, UsageError
-from agentstage.server import page_actions, page_session
+from agentstage.server import page_actions, page_edit, page_session
 from agentstage.server.auth import PageReaderDep, StoreDep
 from agentstage.server.page_base import PageRoute, page, secured
 
@@ -216,6 +216,7 @@ def preview_page(request: Request, store: StoreDep, _viewer: PageReaderDep, agen
 # the forms and the login, before the catch-all below (routes match in order)
 router.include_router(page_session.router)
 router.include_router(page_actions.router)
+router.include_router(page_edit.router)
 
 
 @router.get("/agents")
