@@ -16,6 +16,7 @@ from agentstage.store import (
     STAGING,
     TAG_PREFIX,
     Identity,
+    Lru,
     Store,
     parse_identity,
     production_ref,
@@ -131,13 +132,28 @@ def latest_version(store: Store, agent: str) -> int:
     return list_versions(store, agent).latest
 
 
+# (agent, its tree id, where) -> its configuration: a tree id names the files' bytes, so
+# a configuration is loaded once per process (production's, tagged, never changes).
+_CONFIGS: Lru[tuple[str, str, str], AgentConfig] = Lru(20_000)
+
+
 def load_at(store: Store, commit: str | None, agent: str, where: str = "") -> AgentConfig | None:
     """The agent's configuration at *commit*, None when it has no such agent."""
-    files = store.agent_files(commit, agent)
-    if files is None:
+    tree = store.agent_tree(commit, agent)
+    if tree is None:
         return None
+    config = _CONFIGS.get((agent, tree, where))
+    if config is not None:
+        return config
+    files = store.agent_files(commit, agent)
+    return None if files is None else _load(agent, tree, files, where)
+
+
+def _load(agent: str, tree: str, files: dict[str, bytes], where: str) -> AgentConfig:
     shown = f"{where}:agents/{agent}" if where else None
-    return load_agent(agent, files, shown)
+    config = load_agent(agent, files, shown)
+    _CONFIGS.put((agent, tree, where), config)
+    return config
 
 
 class AgentState(NamedTuple):
@@ -155,8 +171,12 @@ class AgentState(NamedTuple):
         return self.production is not None and self.version > 0 and not self.in_production
 
 
-def team_production(store: Store, agent: str, version: int) -> tuple[str | None, str | None,
-                                                                      str | None]:
+_ASK: tuple[str, str] = ("", "")  # team_production reads the upstream itself
+
+
+def team_production(store: Store, agent: str, version: int,
+                    upstream: tuple[str, str] | None = _ASK
+                    ) -> tuple[str | None, str | None, str | None]:
     """(production, local production ref, upstream remote) of *agent*.
 
     In a repository whose staging tracks no remote (the store itself, or a git server),
@@ -164,7 +184,7 @@ def team_production(store: Store, agent: str, version: int) -> tuple[str | None,
     (in ancestry) of the newest publish tag's commit, the remote-tracking production ref
     and the local ref; a clone's missing or stale local ref is not a problem."""
     local = store.ref(production_ref(agent))
-    found = store.upstream(STAGING)
+    found = store.upstream(STAGING) if upstream is _ASK else upstream
     if found is None:
         return local, local, None
     remote = found[0]
@@ -233,6 +253,9 @@ def show_config(store: Store, agent: str, env: str) -> dict[str, Any]:
 
 
 def agents_table(store: Store) -> list[dict[str, Any]]:
+    """A row per agent on staging or in production. Staging, the upstream and every tag
+    are read once for the whole table; an agent's trees and configurations come from the
+    process's caches by id (see store.Lru), so a second call reads almost nothing."""
     staging = staging_head(store)
     names = set(store.list_agents(staging))
     prefixes = [PRODUCTION_PREFIX]
@@ -242,13 +265,18 @@ def agents_table(store: Store) -> list[dict[str, Any]]:
         if tracking is not None:
             prefixes.append(tracking[:-1])
     for prefix in prefixes:
-        names |= {n.removeprefix(prefix) for n in store.refs(prefix)}
+        names |= {n.removeprefix(prefix) for n in store.ref_names(prefix)}
+    tags: dict[str, list[str]] = {}
+    for ref in store.ref_names(TAG_PREFIX):
+        owner, _, rest = ref[len(TAG_PREFIX):].partition("/")
+        if rest:
+            tags.setdefault(owner, []).append(ref)
     rows = []
     for agent in sorted(n for n in names if is_agent_id(n)):
+        version = versions_of(agent, tags.get(agent, ())).latest
         try:
-            rows.append(_agent_row(store, staging, agent))
+            rows.append(_agent_row(store, staging, agent, version, found))
         except InvalidConfig as exc:  # e.g. a link where the agent's directory should be
-            version = latest_version(store, agent)
             rows.append({
                 "agent": agent, "name": "(invalid)",
                 "production": {"version": version or None,
@@ -259,23 +287,29 @@ def agents_table(store: Store) -> list[dict[str, Any]]:
     return rows
 
 
-def _agent_row(store: Store, staging: str, agent: str) -> dict[str, Any]:
-    state = agent_state(store, agent, must_exist=False)
-    production, version = state.production, state.version
-    files = store.agent_files(staging, agent)
+def _agent_row(store: Store, staging: str, agent: str, version: int,
+               upstream: tuple[str, str] | None) -> dict[str, Any]:
+    production, _local, _remote = team_production(store, agent, version, upstream)
+    live = production is not None and store.agent_tree(production, agent) is not None
+    retired = production is not None and version > 0 and not live
+    tree = store.agent_tree(staging, agent)
     name = ""
-    if files is not None:
-        try:
-            name = load_agent(agent, files).settings.name
-        except AgentstageError:  # an invalid agent is listed all the same
-            name = "(invalid)"
+    if tree is not None:
+        config = _CONFIGS.get((agent, tree, ""))
+        if config is None:
+            files = store.agent_files(staging, agent)
+            try:
+                config = _load(agent, tree, files or {}, "")
+            except AgentstageError:  # an invalid agent is listed all the same
+                name = "(invalid)"
+        if config is not None:
+            name = config.settings.name
     return {
         "agent": agent,
         "name": name,
         "production": {"version": version or None,
                        "tag": f"{agent}/v{version}" if version else None,
                        "commit": production},
-        "staging_differs": store.agent_tree(staging, agent)
-        != store.agent_tree(production, agent),
-        "retired": state.retired,
+        "staging_differs": tree != store.agent_tree(production, agent),
+        "retired": retired,
     }

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import pygit2
 from pygit2.enums import FileMode
@@ -83,10 +85,159 @@ def _bad_tree(where: str, problem: str) -> InvalidConfig:
                               "(git fsck names such objects)")
 
 
+# -- reading trees strictly, fast ----------------------------------------------------------
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+_MISSING: Any = object()
+
+
+class Lru(Generic[K, V]):
+    """A bounded map, least recently used out first, safe to share between threads. Each
+    value weighs what `put` says (default 1); the total stays under *capacity*. Its
+    keys must name immutable content (object ids), so a value never goes stale."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._weight = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: K, default: V | None = None) -> V | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                return default
+            self._items.move_to_end(key)
+            return found[0]
+
+    def put(self, key: K, value: V, weight: int = 1) -> None:
+        if weight > self.capacity:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._weight -= old[1]
+            self._items[key] = (value, weight)
+            self._weight += weight
+            while self._weight > self.capacity:
+                _key, (_value, dropped) = self._items.popitem(last=False)
+                self._weight -= dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._weight = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+# Parsed trees by id, weighed by entries (about 200 bytes each): ~80 MB at most.
+_TREES: Lru[str, Mapping[str, TreeEntry]] = Lru(400_000)
+# (commit, path) -> the id of the tree there, or None: what `_subtree_id` found.
+_PATHS: Lru[tuple[str, str], str | None] = Lru(200_000)
+
+_MODE_ALTERNATIVES = rb"40000|100644|100755|120000|160000"
+_WHOLE_TREE = re.compile(rb"(?:(?:" + _MODE_ALTERNATIVES + rb") [^\0/]+\0.{20})*", re.DOTALL)
+_TREE_ENTRY = re.compile(rb"(" + _MODE_ALTERNATIVES + rb") ([^\0/]+)\0(.{20})", re.DOTALL)
+
+
+class _Tree(Mapping[str, TreeEntry]):
+    """The entries of a tree that passed every check of `parse_tree`, made into
+    TreeEntry values only when asked for (a lookup in a tree of 2,000 agents needs one)."""
+
+    __slots__ = ("_found", "_index", "_names")
+
+    def __init__(self, names: list[str], found: list[tuple[bytes, bytes, bytes]]) -> None:
+        self._names = names
+        self._found = found
+        self._index: dict[str, int] | None = None
+
+    def __getitem__(self, name: str) -> TreeEntry:
+        index = self._index
+        if index is None:
+            index = self._index = dict(zip(self._names, range(len(self._names)), strict=True))
+        n = index[name]
+        mode, _raw, oid = self._found[n]
+        return TreeEntry(name, _MODES[mode], oid.hex())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def parse_tree(data: bytes, where: str) -> Mapping[str, TreeEntry]:
+    """The entries of a tree object's raw bytes, read strictly (see `Store._entries`).
+
+    The rules are checked by whole-list operations that run in C: one regular expression
+    matching the entries end to end (known modes, names without NUL or `/`, 20-byte ids,
+    nothing cut short), then the names decoded at once, compared with their sorted copy and
+    counted as a set. A tree that fails any of them is read again entry by entry
+    (`parse_tree_slowly`), which names the first problem; the two agree on every input
+    (tests/test_speed_caches.py checks it on random and mutated trees)."""
+    if _WHOLE_TREE.fullmatch(data) is not None:
+        found: list[tuple[bytes, bytes, bytes]] = _TREE_ENTRY.findall(data)
+        raws = [raw for _mode, raw, _oid in found]
+        try:
+            # NUL is never inside a UTF-8 sequence, so the join decodes iff each name does
+            names = b"\0".join(raws).decode("utf-8").split("\0") if raws else []
+        except UnicodeDecodeError:
+            names = []
+        if len(names) == len(raws):
+            trees = sum(1 for mode, _raw, _oid in found if mode == b"40000")
+            if trees == len(raws):  # git sorts a tree's name as if it ended in `/`
+                keys = (b"/\0".join(raws) + b"/").split(b"\0") if raws else []
+            elif trees == 0:
+                keys = raws
+            else:
+                keys = [raw + b"/" if mode == b"40000" else raw for mode, raw, _oid in found]
+            unique = set(names)
+            if keys == sorted(keys) and len(unique) == len(names) and "." not in unique \
+                    and ".." not in unique:
+                return _Tree(names, found)
+    return parse_tree_slowly(data, where)
+
+
+def parse_tree_slowly(data: bytes, where: str) -> dict[str, TreeEntry]:
+    """The entries of a tree object's raw bytes, read one by one: the first entry that
+    breaks a rule is an InvalidConfig that names it."""
+    entries: dict[str, TreeEntry] = {}
+    size, pos, previous = 20, 0, b""  # SHA-1 ids
+    while pos < len(data):
+        space = data.find(b" ", pos)
+        nul = data.find(b"\0", space + 1)
+        if space < 0 or nul < 0 or nul + 1 + size > len(data):
+            raise _bad_tree(where, "its bytes are cut short")
+        mode, raw_name = data[pos:space], data[space + 1:nul]
+        oid_hex = data[nul + 1:nul + 1 + size].hex()
+        pos = nul + 1 + size
+        kind_name = _MODES.get(mode)
+        try:
+            name = raw_name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _bad_tree(where, f"an entry's name {raw_name!r} is not UTF-8") from None
+        shown = f"{where}/{name}" if where else name
+        if kind_name is None:
+            raise _bad_tree(shown, f"unknown git file mode {mode.decode(errors='replace')}")
+        if not raw_name or raw_name in (b".", b"..") or b"/" in raw_name:
+            raise _bad_tree(where, f"an entry is named {name!r}, which git never writes")
+        key = raw_name + (b"/" if kind_name == "tree" else b"")
+        if name in entries:
+            raise _bad_tree(shown, "appears twice in its tree (a tool read one, git "
+                            "the other)")
+        if key <= previous:
+            raise _bad_tree(shown, "is out of git's order in its tree")
+        previous = key
+        entries[name] = TreeEntry(name, kind_name, oid_hex)
+    return entries
+
+
 class Store:
     def __init__(self, repo: pygit2.Repository) -> None:
         self._repo = repo
-        self._trees: dict[str, dict[str, TreeEntry]] = {}
         self._packed: tuple[tuple[int, int, int], bytes, dict[str, list[str]] | None] | None \
             = None
         self._searches = 0
@@ -314,12 +465,13 @@ class Store:
         assert isinstance(blob, pygit2.Blob)
         return bytes(blob.data)
 
-    def _entries(self, oid: str, where: str) -> dict[str, TreeEntry]:
+    def _entries(self, oid: str, where: str) -> Mapping[str, TreeEntry]:
         """The entries of tree *oid*, read strictly from its raw bytes (libgit2's lookup
         binary-searches and so trusts the order): sorted as git sorts, unique, UTF-8 names
         without `/`, known modes. A tree that breaks a rule is an InvalidConfig naming
-        *where*; a tree read once is not read again (objects never change)."""
-        cached = self._trees.get(oid)
+        *where*. A tree read once is kept by its id for the whole process (an id names one
+        content), in a bounded cache shared by every Store."""
+        cached = _TREES.get(oid)
         if cached is not None:
             return cached
         try:
@@ -329,47 +481,27 @@ class Store:
                                          "the repository")]) from None
         if kind != pygit2.enums.ObjectType.TREE:
             raise InvalidConfig([Problem(where, None, "", f"object {oid[:12]} is not a tree")])
-        entries: dict[str, TreeEntry] = {}
-        size, pos, previous = 20, 0, b""  # SHA-1 ids
-        while pos < len(data):
-            space = data.find(b" ", pos)
-            nul = data.find(b"\0", space + 1)
-            if space < 0 or nul < 0 or nul + 1 + size > len(data):
-                raise _bad_tree(where, "its bytes are cut short")
-            mode, raw_name = data[pos:space], data[space + 1:nul]
-            oid_hex = data[nul + 1:nul + 1 + size].hex()
-            pos = nul + 1 + size
-            kind_name = _MODES.get(mode)
-            try:
-                name = raw_name.decode("utf-8")
-            except UnicodeDecodeError:
-                raise _bad_tree(where, f"an entry's name {raw_name!r} is not UTF-8") from None
-            shown = f"{where}/{name}" if where else name
-            if kind_name is None:
-                raise _bad_tree(shown, f"unknown git file mode {mode.decode(errors='replace')}")
-            if not raw_name or raw_name in (b".", b"..") or b"/" in raw_name:
-                raise _bad_tree(where, f"an entry is named {name!r}, which git never writes")
-            key = raw_name + (b"/" if kind_name == "tree" else b"")
-            if name in entries:
-                raise _bad_tree(shown, "appears twice in its tree (a tool read one, git "
-                                "the other)")
-            if key <= previous:
-                raise _bad_tree(shown, "is out of git's order in its tree")
-            previous = key
-            entries[name] = TreeEntry(name, kind_name, oid_hex)
-        self._trees[oid] = entries
+        entries = parse_tree(bytes(data), where)
+        _TREES.put(oid, entries, len(entries) + 1)
         return entries
 
-    def _subtree(self, commit: str, path: str) -> pygit2.Tree | None:
-        """The tree at *path* of *commit*, None when there is nothing at *path*. Every tree
-        on the way is read strictly; anything but a real directory at *path* (a file, a
-        symbolic link, a submodule) is an InvalidConfig naming it."""
+    def _subtree_id(self, commit: str, path: str) -> str | None:
+        """The id of the tree at *path* of *commit*, None when there is nothing at *path*.
+        Every tree on the way, and the one at *path*, is read strictly; anything but a real
+        directory at *path* (a file, a symbolic link, a submodule) is an InvalidConfig
+        naming it. The answer is kept for the process by (commit, path): both name one
+        content, so it never changes."""
+        key = (commit, path)
+        found = _PATHS.get(key, _MISSING)
+        if found is not _MISSING:
+            return found
         oid = str(self._commit(commit).tree_id)
         walked = ""
         for part in path.split("/"):
             entry = self._entries(oid, walked).get(part)
             walked = f"{walked}/{part}" if walked else part
             if entry is None:
+                _PATHS.put(key, None)
                 return None
             if entry.kind != "tree":
                 raise InvalidConfig([Problem(walked, None, "", f"is a {entry.kind}, not a "
@@ -378,26 +510,37 @@ class Store:
                                          "add the files)")
             oid = entry.oid
         self._entries(oid, walked)
-        obj = self._repo[oid]
+        _PATHS.put(key, oid)
+        return oid
+
+    def _subtree(self, commit: str, path: str) -> pygit2.Tree | None:
+        """The tree at *path* of *commit* (see `_subtree_id`)."""
+        oid = self._subtree_id(commit, path)
+        if oid is None:
+            return None
+        try:
+            obj = self._repo[oid]
+        except (KeyError, ValueError):
+            raise InvalidConfig([Problem(path, None, "", f"tree {oid[:12]} is missing from "
+                                         "the repository")]) from None
         return obj if isinstance(obj, pygit2.Tree) else None
 
     def agent_tree(self, commit: str | None, agent: str) -> str | None:
         """Id of `agents/<agent>` at *commit*: equal ids mean identical directories."""
         if commit is None:
             return None
-        tree = self._subtree(commit, agent_dir(agent))
-        return str(tree.id) if tree is not None else None
+        return self._subtree_id(commit, agent_dir(agent))
 
     def agent_files(self, commit: str | None, agent: str) -> dict[str, bytes] | None:
         """The files of `agents/<agent>` at *commit*, or None when it has no such agent."""
         if commit is None:
             return None
-        tree = self._subtree(commit, agent_dir(agent))
+        tree = self._subtree_id(commit, agent_dir(agent))
         if tree is None:
             return None
         files: dict[str, bytes] = {}
         problems = []
-        for entry in self._entries(str(tree.id), agent_dir(agent)).values():
+        for entry in self._entries(tree, agent_dir(agent)).values():
             if entry.kind != "file":
                 kind = {"tree": "subdirectories", "symbolic link": "symbolic links"}.get(
                     entry.kind, "submodules")
@@ -412,29 +555,29 @@ class Store:
     def agent_file_ids(self, commit: str | None, agent: str) -> dict[str, str] | None:
         """File name -> blob id of `agents/<agent>` at *commit* (None: no such agent): what
         changed between two commits, without reading a file."""
-        tree = self._subtree(commit, agent_dir(agent)) if commit else None
+        tree = self._subtree_id(commit, agent_dir(agent)) if commit else None
         if tree is None:
             return None
-        return {e.name: e.oid for e in self._entries(str(tree.id), agent_dir(agent)).values()}
+        return {e.name: e.oid for e in self._entries(tree, agent_dir(agent)).values()}
 
     def list_agents(self, commit: str | None) -> list[str]:
         """The directories under `agents/` at *commit*, and the links and submodules there
         (which every command then refuses by name)."""
         if commit is None:
             return []
-        tree = self._subtree(commit, AGENTS_DIR)
+        tree = self._subtree_id(commit, AGENTS_DIR)
         if tree is None:
             return []
-        return [e.name for e in self._entries(str(tree.id), AGENTS_DIR).values()
+        return [e.name for e in self._entries(tree, AGENTS_DIR).values()
                 if e.kind != "file"]
 
     def changed_agents(self, old: str | None, new: str | None) -> list[str]:
         """Agents whose directory differs between two commits (one level of tree compare)."""
         def entries(commit: str | None) -> dict[str, str]:
-            tree = self._subtree(commit, AGENTS_DIR) if commit else None
+            tree = self._subtree_id(commit, AGENTS_DIR) if commit else None
             if tree is None:
                 return {}
-            return {e.name: e.oid for e in self._entries(str(tree.id), AGENTS_DIR).values()
+            return {e.name: e.oid for e in self._entries(tree, AGENTS_DIR).values()
                     if e.kind != "file"}
         a, b = entries(old), entries(new)
         return sorted(n for n in a.keys() | b.keys() if a.get(n) != b.get(n))
