@@ -350,10 +350,15 @@ def production_view(store: Store, agent: str) -> dict[str, Any]:
     if not state.version or state.production is None:
         raise NotFound(f"{agent} has never been published",
                        hint=f"publish it with POST /api/v2/agents/{agent}/publish")
-    config = show_config(store, agent, "production")
+    if state.retired:
+        show_config(store, agent, "production")  # says it was retired, and by which tag
+    # the configuration of the tag itself, so the two always agree (ETag is the tag): a
+    # publish writes its tag a moment before it moves production
     tag = f"{agent}/v{state.version}"
+    config = show_config(store, agent, f"v{state.version}")
     info = store.tag(tag)
-    return {"agent": agent, "version": state.version, "tag": tag, "commit": state.production,
+    return {"agent": agent, "version": state.version, "tag": tag,
+            "commit": info.target if info is not None else state.production,
             "published_at": info.time.isoformat() if info is not None else None,
             "config": config}
 
