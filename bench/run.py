@@ -31,9 +31,9 @@ import pygit2
 import serve
 from generate import OUT, Size, ensure, scaled
 
-from agentstage import hooks, publishing, rollback
+from agentstage import agents, api_ops, hooks, publishing, rollback
 from agentstage.agents import load_at
-from agentstage.store import PRODUCTION_PREFIX, STAGING, Store
+from agentstage.store import PRODUCTION_PREFIX, STAGING, Store, clear_caches
 
 AUTHOR = "Bench Runner <bench@example.com>"
 AGENTSTAGE = str(Path(sys.executable).parent / "agentstage")
@@ -145,6 +145,13 @@ def inproc_ops(r: Repo) -> dict[str, Callable[[], Any]]:
         "validate push (one agent)": lambda: _no_refusal(
             hooks.check_push(r.store(), [update], None)),
         "load all production configs": load_all_production,
+        "load all production configs (warm)": load_all_production,
+        "agents table (cold)": lambda: agents.agents_table(r.store()),
+        "agents table (warm)": lambda: agents.agents_table(r.store()),
+        "history page (hot agent, first 50)": lambda: api_ops.history_page(
+            r.store(), r.hot, None, None, None, 50, None),
+        "history page (hot agent, 50 from the middle)": lambda: api_ops.history_page(
+            r.store(), r.hot, None, None, None, 50, f"{r.hot}/v{r.meta['hot_versions'] // 2}"),
     }
 
 
@@ -154,13 +161,16 @@ def _no_refusal(refusals: list[Any]) -> None:
 
 
 WRITES = {"publish", "revert", "restore"}
-# Loading every agent takes seconds at 2,000 agents: one timed run, no warm-up.
-HEAVY = {"load all production configs"}
+# Cold rows: the process's caches (trees, paths, configurations by id; agentstage.store
+# .clear_caches) are emptied first, as in a new process, and one run is timed (seconds
+# at 2,000 agents). Every other row runs warm: one untimed run, then the median.
+HEAVY = {"load all production configs", "agents table (cold)"}
 
 
 def timed(name: str, fn: Callable[[], Any], runs: int, reset: Callable[[], None] | None
           ) -> float:
     if name in HEAVY:
+        clear_caches()
         started = time.perf_counter()
         fn()
         return (time.perf_counter() - started) * 1000
@@ -208,7 +218,21 @@ def git_ops(r: Repo, tmp: Path) -> dict[str, tuple[str, Callable[[], Any]]]:
         run(["git", "merge-base", "--is-ancestor", r.parent, r.staging], p)
         run(["git", "diff-tree", "-r", "--name-only", r.parent, r.staging, "--", "agents/"], p)
 
+    def listing() -> None:
+        run(["git", "ls-tree", f"{STAGING}:agents"], p)
+        run(["git", "for-each-ref", PRODUCTION_PREFIX, "refs/tags/"], p)
+
+    hot_tags = ["git", "for-each-ref", "--count=51", "--sort=-v:refname", TAG_FORMAT,
+                f"refs/tags/{r.hot}/"]
     return {
+        "load all production configs (warm)": ("the same as cold", load_all),
+        "agents table (cold)": ("git ls-tree staging:agents + git for-each-ref production/ "
+                                "tags/", listing),
+        "agents table (warm)": ("the same as cold", listing),
+        "history page (hot agent, first 50)": ("git for-each-ref --count=51 "
+                                               "--sort=-v:refname refs/tags/HOT/",
+                                               lambda: run(hot_tags, p)),
+        "history page (hot agent, 50 from the middle)": ("the same", lambda: run(hot_tags, p)),
         "diff": ("git diff --stat production/A staging -- agents/A",
                  lambda: run(["git", "diff", "--stat", PRODUCTION_PREFIX + b, STAGING, "--",
                               f"agents/{b}"], p)),
@@ -285,6 +309,9 @@ def push_rows(r: Repo, tmp: Path, runs: int) -> list[dict[str, Any]]:
 TARGETS = {  # row -> ms
     "diff (in-process)": 20, "publish (in-process)": 20, "revert (in-process)": 20,
     "restore (in-process)": 20, "history (hot agent) (in-process)": 100,
+    "agents table (warm) (in-process)": 50, "load all production configs (warm) "
+    "(in-process)": 50, "history page (hot agent, first 50) (in-process)": 100,
+    "history page (hot agent, 50 from the middle) (in-process)": 100,
     "`agentstage --help`": 150, "`agentstage diff A`": 300,
     "`agentstage hook pre-receive` (one agent)": 300,
 }

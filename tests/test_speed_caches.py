@@ -168,3 +168,45 @@ def test_a_hostile_tree_is_refused_every_time_not_only_the_first(repo: Path) -> 
     for _ in range(2):
         with pytest.raises(InvalidConfig, match="out of git's order"):
             Store.open(repo)._entries(oid, "x")
+
+
+def test_a_history_page_reads_only_its_tags(repo: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    author = "Ada <ada@example.com>"
+    for n in range(7):
+        write_agent(repo, A, {"agent.yaml": f"name: Bot {n}\nmodel:\n  name: gpt-4o\n"})
+        commit_all(repo, f"edit {n}")
+        publishing.publish(Store.open(repo), A, f"publish {n}", author=author)
+    every = publishing.history(Store.open(repo), A)
+    assert [e["tag"] for e in every] == [f"{A}/v{n}" for n in range(7, 0, -1)]
+    read: list[str] = []
+    real = Store.tag
+
+    def counting(self: Store, name: str) -> Any:
+        read.append(name)
+        return real(self, name)
+
+    monkeypatch.setattr(Store, "tag", counting)
+    pages, cursor = [], None
+    while True:
+        read.clear()
+        page = api_ops.history_page(Store.open(repo), A, None, None, None, 2, cursor)
+        # the page's tags, the one after it (is there a next page?) and each one's previous
+        assert len({n for n in read if n.startswith(A)}) <= 4
+        pages.append(page["publishes"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [e for p in pages for e in p] == every
+    assert all(e["verified"] for e in every)
+    read.clear()
+    assert api_ops.publish_entry(Store.open(repo), A, 3) == every[4]
+    assert len(set(read)) <= 3
+    for bad in (f"{A}/v8", f"{A}/v0", "other/v1", "nonsense"):
+        with pytest.raises(Exception, match="unknown cursor"):
+            api_ops.history_page(Store.open(repo), A, None, None, None, 2, bad)
+    with pytest.raises(Exception, match="no publish"):
+        api_ops.publish_entry(Store.open(repo), A, 8)
+    alice = api_ops.history_page(Store.open(repo), A, "ada", None, None, 3, f"{A}/v5")
+    assert [e["tag"] for e in alice["publishes"]] == [f"{A}/v4", f"{A}/v3", f"{A}/v2"]
+    assert alice["next_cursor"] == f"{A}/v2"

@@ -252,10 +252,15 @@ def show_config(store: Store, agent: str, env: str) -> dict[str, Any]:
     return config.as_dict()
 
 
-def agents_table(store: Store) -> list[dict[str, Any]]:
-    """A row per agent on staging or in production. Staging, the upstream and every tag
-    are read once for the whole table; an agent's trees and configurations come from the
-    process's caches by id (see store.Lru), so a second call reads almost nothing."""
+class _Listing(NamedTuple):
+    staging: str
+    upstream: tuple[str, str] | None
+    agents: list[str]  # sorted ids on staging or in production
+    tags: dict[str, list[str]]  # agent -> its refs under refs/tags/<agent>/
+
+
+def _listing(store: Store) -> _Listing:
+    """Staging, the upstream, every agent and every tag, each read once."""
     staging = staging_head(store)
     names = set(store.list_agents(staging))
     prefixes = [PRODUCTION_PREFIX]
@@ -271,11 +276,19 @@ def agents_table(store: Store) -> list[dict[str, Any]]:
         owner, _, rest = ref[len(TAG_PREFIX):].partition("/")
         if rest:
             tags.setdefault(owner, []).append(ref)
+    return _Listing(staging, found, sorted(n for n in names if is_agent_id(n)), tags)
+
+
+def agents_table(store: Store) -> list[dict[str, Any]]:
+    """A row per agent on staging or in production. Staging, the upstream and every tag
+    are read once for the whole table; an agent's trees and configurations come from the
+    process's caches by id (see store.Lru), so a second call reads almost nothing."""
+    listing = _listing(store)
     rows = []
-    for agent in sorted(n for n in names if is_agent_id(n)):
-        version = versions_of(agent, tags.get(agent, ())).latest
+    for agent in listing.agents:
+        version = versions_of(agent, listing.tags.get(agent, ())).latest
         try:
-            rows.append(_agent_row(store, staging, agent, version, found))
+            rows.append(_agent_row(store, listing.staging, agent, version, listing.upstream))
         except InvalidConfig as exc:  # e.g. a link where the agent's directory should be
             rows.append({
                 "agent": agent, "name": "(invalid)",
@@ -285,6 +298,25 @@ def agents_table(store: Store) -> list[dict[str, Any]]:
                 "staging_differs": True, "retired": False, "problem": exc.message,
             })
     return rows
+
+
+def in_production(store: Store) -> list[tuple[str, int]]:
+    """(agent, version) of every agent in production (published, not retired), as
+    `agents_table` shows them, without loading staging."""
+    listing = _listing(store)
+    out = []
+    for agent in listing.agents:
+        version = versions_of(agent, listing.tags.get(agent, ())).latest
+        if not version:
+            continue
+        try:
+            production = team_production(store, agent, version, listing.upstream)[0]
+            retired = production is not None and store.agent_tree(production, agent) is None
+        except InvalidConfig:  # listed, as agents_table lists it; reading it says why
+            retired = False
+        if not retired:
+            out.append((agent, version))
+    return out
 
 
 def _agent_row(store: Store, staging: str, agent: str, version: int,

@@ -308,7 +308,9 @@ def publish_entry(store: Store, agent: str, change_track_id: str | int) -> dict[
     from agentstage.publishing import history
 
     tag = tag_of(agent, change_track_id)
-    found = next((e for e in history(store, agent) if e["tag"] == tag), None)
+    version = int(tag.rpartition("/v")[2])
+    found = next((e for e in history(store, agent, limit=1, below=version + 1)
+                  if e["tag"] == tag), None)
     if found is None:
         raise NotFound(f"no publish {tag}",
                        hint=f"see the publishes with GET /api/v2/agents/{agent}/publishes")
@@ -328,6 +330,8 @@ def history_page(store: Store, agent: str | None, author: str | None, since: str
     size = 50 if limit is None else limit
     if not 1 <= size <= MAX_PAGE:
         raise UsageError(f"limit must be 1 to {MAX_PAGE}, got {size}")
+    if agent is not None:
+        return _agent_history_page(store, agent, author, since, until, size, cursor)
     entries = history(store, agent, author, since, until, None)
     start = 0
     if cursor:
@@ -338,6 +342,28 @@ def history_page(store: Store, agent: str | None, author: str | None, since: str
         start = found + 1
     page = entries[start:start + size]
     more = start + size < len(entries)
+    return {"publishes": page, "next_cursor": page[-1]["tag"] if more and page else None}
+
+
+def _agent_history_page(store: Store, agent: str, author: str | None, since: str | None,
+                        until: str | None, size: int, cursor: str | None) -> dict[str, Any]:
+    """A page of one agent's history: versions are contiguous, so the page after the cursor
+    `<agent>/vN` starts at N-1; only the tags the page shows (and one more, to know whether
+    a next page exists) are read and verified, unless filters skip some."""
+    from agentstage.agents import VERSION_RE, latest_version
+    from agentstage.publishing import history
+
+    below = None
+    if cursor:
+        owner, _, rest = cursor.partition("/")
+        number = int(rest[1:]) if VERSION_RE.fullmatch(rest) else 0
+        if owner != agent or not 1 <= number <= latest_version(store, agent):
+            raise UsageError(f"unknown cursor {cursor!r}",
+                             hint="pass the next_cursor of the previous page")
+        below = number
+    entries = history(store, agent, author, since, until, size + 1, below)
+    page = entries[:size]
+    more = len(entries) > size
     return {"publishes": page, "next_cursor": page[-1]["tag"] if more and page else None}
 
 
@@ -365,14 +391,10 @@ def production_view(store: Store, agent: str) -> dict[str, Any]:
 
 def production_list(store: Store) -> list[dict[str, Any]]:
     """[{"agent", "version", "tag"}] of every agent in production."""
-    from agentstage.agents import agents_table
+    from agentstage.agents import in_production
 
-    out = []
-    for row in agents_table(store):
-        prod = row["production"]
-        if prod["version"] and not row.get("retired"):
-            out.append({"agent": row["agent"], "version": prod["version"], "tag": prod["tag"]})
-    return out
+    return [{"agent": agent, "version": version, "tag": f"{agent}/v{version}"}
+            for agent, version in in_production(store)]
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

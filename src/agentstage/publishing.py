@@ -494,8 +494,10 @@ def parse_when(text: str, end_of_day: bool = False) -> datetime:
 
 def history(store: Store, agent: str | None = None, author: str | None = None,
             since: str | None = None, until: str | None = None,
-            limit: int | None = None) -> list[dict[str, Any]]:
-    """Publishes, newest first, filtered by who (name or email) and when."""
+            limit: int | None = None, below: int | None = None) -> list[dict[str, Any]]:
+    """Publishes, newest first, filtered by who (name or email) and when; for one agent,
+    *below* starts at the version under that number. Tags are read newest first and only
+    until *limit* entries are kept, so a page of one agent's history costs its page."""
     low = parse_when(since) if since else None
     high = parse_when(until, end_of_day=True) if until else None
     if limit is not None and limit < 0:
@@ -538,7 +540,8 @@ def history(store: Store, agent: str | None = None, author: str | None = None,
         skipped = listed.skipped()
         if skipped:
             warn(skipped)
-    names = [f"{v.agent}/v{n}" for v in versions for n in range(v.latest, 0, -1)]
+    names = [f"{v.agent}/v{n}" for v in versions
+             for n in range(v.latest if below is None else min(v.latest, below - 1), 0, -1)]
     if agent is not None:
         infos: Iterator[TagInfo] = read(names)
     else:

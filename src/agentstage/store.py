@@ -92,6 +92,16 @@ V = TypeVar("V")
 _MISSING: Any = object()
 
 
+_ALL_CACHES: list[Lru[Any, Any]] = []
+
+
+def clear_caches() -> None:
+    """Empty every process-wide cache (for a cold measurement; never needed for
+    correctness: their keys name immutable content)."""
+    for cache in _ALL_CACHES:
+        cache.clear()
+
+
 class Lru(Generic[K, V]):
     """A bounded map, least recently used out first, safe to share between threads. Each
     value weighs what `put` says (default 1); the total stays under *capacity*. Its
@@ -102,6 +112,7 @@ class Lru(Generic[K, V]):
         self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
         self._weight = 0
         self._lock = threading.Lock()
+        _ALL_CACHES.append(self)
 
     def get(self, key: K, default: V | None = None) -> V | None:
         with self._lock:
