@@ -356,7 +356,7 @@ def test_the_review_groups_marks_and_diffs_lines(tab: Tab) -> None:
         "6 changes: settings 2, instructions 1, knowledge 1, tools 1, guardrails 1"
     headings = page.locator("main h2").all_inner_texts()
     assert [h.split()[0] for h in headings] == ["Settings", "Instructions", "Knowledge",
-                                                "Tools", "Guardrails"]
+                                                "Tools", "Guardrails", "Publish"]
     # the kind of change in words and a symbol, not only colour
     added = page.locator("tr", has_text="knowledge[status-page]")
     assert added.locator(".kind").inner_text() == "+ added"
