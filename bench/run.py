@@ -167,6 +167,26 @@ WRITES = {"publish", "revert", "restore"}
 HEAVY = {"load all production configs", "agents table (cold)"}
 
 
+# The rows that stand for one command (a new process) start each run with empty caches,
+# as a command does; the rows of a long-running server (the warm ones, the history pages)
+# keep them.
+WARM = {"load all production configs (warm)", "agents table (warm)",
+        "history page (hot agent, first 50)", "history page (hot agent, 50 from the middle)"}
+
+
+def resetter(r: Repo, name: str) -> Callable[[], None] | None:
+    """What puts things back (untimed) after each run of *name*."""
+    if name in WARM:
+        return None
+
+    def reset() -> None:
+        if name in WRITES:
+            r.reset()
+        clear_caches()
+
+    return reset
+
+
 def timed(name: str, fn: Callable[[], Any], runs: int, reset: Callable[[], None] | None
           ) -> float:
     if name in HEAVY:
@@ -329,10 +349,9 @@ def measure_main(r: Repo, tmp: Path, runs: int, with_push: bool) -> list[dict[st
     rows = []
     gits = git_ops(r, tmp)
     for name, fn in inproc_ops(r).items():
-        reset = r.reset if name in WRITES else None
-        ms = timed(name, fn, runs, reset)
+        ms = timed(name, fn, runs, resetter(r, name))
         what, how = gits[name]
-        git_ms = median_ms(how, runs, reset)
+        git_ms = median_ms(how, runs, r.reset if name in WRITES else None)
         label = f"{name} (in-process)"
         rows.append(row(label, ms, git_ms, what, TARGETS.get(label)))
     for name, argv, stdin, what, git_argv in command_ops(r):
@@ -356,7 +375,7 @@ def measure_scaling(sizes: list[Size], runs: int, tmp: Path) -> list[dict[str, A
         cached, meta = ensure(size, log=lambda m: print(m, file=sys.stderr))
         r = Repo(cached, meta, tmp, "scaling")
         ops = inproc_ops(r)
-        ms = {name: timed(name, ops[name], runs, r.reset if name in WRITES else None)
+        ms = {name: timed(name, ops[name], runs, resetter(r, name))
               for name in SCALED_OPS}
         out.append({"agents": size.agents, "commits": size.commits, "tags": meta["tags"],
                     "ms": {k: round(v, 2) for k, v in ms.items()}})

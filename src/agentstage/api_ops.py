@@ -19,7 +19,7 @@ from agentstage.fieldpath import Entry, FieldPath, Key, render_path
 from agentstage.ids import check_agent_id
 from agentstage.layout import ENTRY_ID_PATTERN
 from agentstage.semdiff import diff_configs
-from agentstage.store import STAGING, Store
+from agentstage.store import STAGING, Lru, Store
 
 ATTEMPTS = 5  # a write that keeps losing races to unrelated changes gives up after these
 T = TypeVar("T")
@@ -89,9 +89,9 @@ def _written(store: Store, result: dict[str, Any], agent: str) -> dict[str, Any]
 
 def check_values(edits: Sequence[Edit]) -> None:
     """Refuse, before any work, a JSON value the agent files cannot hold: nested deeper than
-    the loader reads (its path counts), or text that is not valid Unicode (a lone surrogate
-    such as "\\ud800" is valid JSON but no UTF-8)."""
-    from agentstage.yamlload import MAX_DEPTH
+    the loader reads (its path counts), an integer outside 64 bits, or text that is not
+    valid Unicode (a lone surrogate such as "\\ud800" is valid JSON but no UTF-8)."""
+    from agentstage.yamlload import INT_MAX, INT_MIN, MAX_DEPTH
 
     for edit in edits:
         where = render_path(edit.path).encode("utf-8", "backslashreplace").decode()
@@ -111,6 +111,9 @@ def check_values(edits: Sequence[Edit]) -> None:
                     todo.append((item, depth + 1))
             elif isinstance(value, str):
                 _check_text(value, where)
+            elif isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+                raise UsageError(f"a number in the value of {where} is too large: integers "
+                                 "must fit in 64 bits", hint="send it as a string")
 
 
 def _check_text(text: str, where: str) -> None:
@@ -424,13 +427,29 @@ def entry_of(config: Mapping[str, Any], section: str, ident: str) -> dict[str, A
     return None
 
 
+# (agent, production tree, staging tree) -> how many fields differ: both trees are
+# immutable, so the count is computed once per process (the agents page lists 100 a time).
+_CHANGES: Lru[tuple[str, str | None, str | None], int] = Lru(50_000)
+
+
+def _change_count(store: Store, agent: str) -> int:
+    from agentstage.publishing import diff_state
+
+    state = agent_state(store, agent)
+    key = (agent, store.agent_tree(state.production, agent),
+           store.agent_tree(state.staging, agent))
+    count = _CHANGES.get(key)
+    if count is None:
+        count = len(diff_state(store, state)["changes"])
+        _CHANGES.put(key, count)
+    return count
+
+
 def agent_overview(store: Store, row: Mapping[str, Any]) -> dict[str, Any]:
     """A row of `agents_table` with what the review page lists beside it: who published
     the newest version and when (`published_by`, `published_at`), how many fields staging
     changes (`changes`, None when not computed), and why an agent does not load
     (`problem`, None when it does)."""
-    from agentstage.publishing import diff_agent
-
     agent = str(row["agent"])
     production = row.get("production") or {}
     out: dict[str, Any] = {**row, "version": production.get("version"), "published_at": None,
@@ -446,7 +465,7 @@ def agent_overview(store: Store, row: Mapping[str, Any]) -> dict[str, Any]:
         out["published_by"] = {"name": info.tagger.name, "email": info.tagger.email}
     if out["problem"] is None and (row.get("staging_differs") or row.get("name") == "(invalid)"):
         try:
-            out["changes"] = len(diff_agent(store, agent)["changes"])
+            out["changes"] = _change_count(store, agent)
         except InvalidConfig as exc:
             first = str(exc.problems[0]) if exc.problems else exc.message
             more = len(exc.problems) - 1

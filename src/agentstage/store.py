@@ -8,12 +8,14 @@ ref that moved under us is a Conflict, never an overwrite.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -115,12 +117,12 @@ class Lru(Generic[K, V]):
         _ALL_CACHES.append(self)
 
     def get(self, key: K, default: V | None = None) -> V | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is None:
-                return default
+        found = self._items.get(key)  # each OrderedDict call is atomic: no lock to read
+        if found is None:
+            return default
+        with contextlib.suppress(KeyError):  # dropped by a put meanwhile
             self._items.move_to_end(key)
-            return found[0]
+        return found[0]
 
     def put(self, key: K, value: V, weight: int = 1) -> None:
         if weight > self.capacity:
@@ -148,6 +150,9 @@ class Lru(Generic[K, V]):
 _TREES: Lru[str, Mapping[str, TreeEntry]] = Lru(400_000)
 # (commit, path) -> the id of the tree there, or None: what `_subtree_id` found.
 _PATHS: Lru[tuple[str, str], str | None] = Lru(200_000)
+# packed-refs by path: (inode, size, mtime), its bytes, its tags grouped by agent.
+_PACKED_FILES: Lru[str, tuple[tuple[int, int, int], bytes, dict[str, list[str]] | None]] = \
+    Lru(16)
 
 _MODE_ALTERNATIVES = rb"40000|100644|100755|120000|160000"
 _WHOLE_TREE = re.compile(rb"(?:(?:" + _MODE_ALTERNATIVES + rb") [^\0/]+\0.{20})*", re.DOTALL)
@@ -191,14 +196,14 @@ def parse_tree(data: bytes, where: str) -> Mapping[str, TreeEntry]:
     (tests/test_speed_caches.py checks it on random and mutated trees)."""
     if _WHOLE_TREE.fullmatch(data) is not None:
         found: list[tuple[bytes, bytes, bytes]] = _TREE_ENTRY.findall(data)
-        raws = [raw for _mode, raw, _oid in found]
+        raws = list(map(itemgetter(1), found))
         try:
             # NUL is never inside a UTF-8 sequence, so the join decodes iff each name does
             names = b"\0".join(raws).decode("utf-8").split("\0") if raws else []
         except UnicodeDecodeError:
             names = []
         if len(names) == len(raws):
-            trees = sum(1 for mode, _raw, _oid in found if mode == b"40000")
+            trees = list(map(itemgetter(0), found)).count(b"40000")
             if trees == len(raws):  # git sorts a tree's name as if it ended in `/`
                 keys = (b"/\0".join(raws) + b"/").split(b"\0") if raws else []
             elif trees == 0:
@@ -362,7 +367,10 @@ class Store:
             return []
         key = (info.st_ino, info.st_size, info.st_mtime_ns)
         if self._packed is None or self._packed[0] != key:
-            self._packed = (key, path.read_bytes(), None)
+            shared = _PACKED_FILES.get(str(path))  # another Store of this process read it
+            self._packed = shared if shared is not None and shared[0] == key else \
+                (key, path.read_bytes(), None)
+            _PACKED_FILES.put(str(path), self._packed)
         _key, data, groups = self._packed
         owner = prefix.removeprefix(TAG_PREFIX)
         grouped = prefix.startswith(TAG_PREFIX) and owner.count("/") == 1 and owner[:-1] != ""
@@ -373,6 +381,7 @@ class Store:
                 head = name[:name.find("/", len(TAG_PREFIX)) + 1]
                 groups.setdefault(head, []).append(name)
             self._packed = (key, data, groups)
+            _PACKED_FILES.put(str(path), self._packed)
         if grouped and groups is not None:
             return list(groups.get(prefix, []))
         self._searches += 1
