@@ -210,3 +210,39 @@ def test_a_history_page_reads_only_its_tags(repo: Path, monkeypatch: pytest.Monk
     alice = api_ops.history_page(Store.open(repo), A, "ada", None, None, 3, f"{A}/v5")
     assert [e["tag"] for e in alice["publishes"]] == [f"{A}/v4", f"{A}/v3", f"{A}/v2"]
     assert alice["next_cursor"] == f"{A}/v2"
+
+
+def test_a_retired_agent_leaves_the_manifest_and_the_table_says_so(repo: Path) -> None:
+    author = "Ada <ada@example.com>"
+    for agent in ("billing-support", "hr-helpdesk"):
+        publishing.publish(Store.open(repo), agent, "first", author=author)
+    assert [r["agent"] for r in api_ops.production_list(Store.open(repo))] == [
+        "billing-support", "hr-helpdesk"]
+    publishing.retire(Store.open(repo), "hr-helpdesk", "gone", author=author)
+    assert api_ops.production_list(Store.open(repo)) == [
+        {"agent": A, "version": 1, "tag": f"{A}/v1"}]
+    rows = {r["agent"]: r for r in agents.agents_table(Store.open(repo))}
+    assert rows["hr-helpdesk"]["retired"] and rows["hr-helpdesk"]["production"]["version"] == 2
+    assert not rows[A]["retired"]
+
+
+def test_lru_shared_by_threads_stays_bounded_and_answers_what_was_put() -> None:
+    import threading
+
+    cache: Lru[int, int] = Lru(100)
+    wrong: list[int] = []
+
+    def work(seed: int) -> None:
+        for n in range(5000):
+            key = (n * 7 + seed) % 300
+            cache.put(key, key * 2)
+            found = cache.get(key)
+            if found is not None and found != key * 2:
+                wrong.append(key)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong and len(cache) <= 100
