@@ -9,7 +9,9 @@ publish; the structural rules of the server hook hold either way.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -30,6 +32,7 @@ POLICY_FILE = "policy.yaml"
 IDENTITY_CONFIG = "agentstage.identity"
 DEFAULT_IDENTITY_VAR = "REMOTE_USER"
 ANYONE = "*"
+POLICY_FIELDS = "admins, editors, publishers, users, webhooks"
 
 
 def _email(value: str) -> str:
@@ -43,6 +46,50 @@ Emails = Annotated[list[Annotated[str, AfterValidator(_email)]], Field(min_lengt
                    BeforeValidator(lambda v: [v] if isinstance(v, str) else v)]
 
 
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+WEBHOOK_FIELDS = "url, events, secret_env, timeout"
+
+
+class Webhook(BaseModel):
+    """Where each publish is sent (the history entry as JSON), signed with the secret in
+    the environment variable *secret_env* of the server (webhooks.py delivers it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    events: list[Literal["publish"]] = Field(min_length=1)
+    secret_env: str
+    timeout: float = Field(default=5.0, gt=0, le=60)  # seconds, per attempt
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  (raises on a bad port)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a URL: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname \
+                or any(c.isspace() or ord(c) < 32 for c in value):
+            raise ValueError(f"{value!r} is not an http or https URL")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("an event is listed twice")
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, value: str) -> str:
+        if not ENV_NAME_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not an environment variable name (the secret "
+                             "itself belongs in that variable, not in the policy)")
+        return value
+
+
 class Policy(BaseModel):
     """A list left out names nobody; "*" names any authenticated pusher."""
 
@@ -52,6 +99,7 @@ class Policy(BaseModel):
     editors: list[str] = []
     publishers: dict[str, list[str]] = {}
     users: dict[str, Emails] = {}  # pusher name -> the emails their publishes are tagged with
+    webhooks: list[Webhook] = []
 
     @field_validator("admins", "editors")
     @classmethod
@@ -115,7 +163,7 @@ def parse_policy(data: bytes, file: str = f"{META_REF}:{POLICY_FILE}") -> Policy
     doc = parse_yaml(data, file)
     if not isinstance(doc.data, dict):
         raise InvalidConfig([Problem(file, doc.line_of(()), "",
-                                     "must be a mapping with admins, editors, publishers, users")])
+                                     f"must be a mapping with {POLICY_FIELDS}")])
     try:
         return Policy.model_validate(doc.data)
     except ValidationError as exc:
@@ -123,7 +171,9 @@ def parse_policy(data: bytes, file: str = f"{META_REF}:{POLICY_FILE}") -> Policy
         for error in exc.errors():
             loc = tuple(s for s in error["loc"] if isinstance(s, (str, int)))
             path = ".".join(str(s) for s in loc)
-            message = "unknown field (expected admins, editors, publishers, users)" \
+            expected = WEBHOOK_FIELDS if loc[:1] == ("webhooks",) and len(loc) > 2 \
+                else POLICY_FIELDS
+            message = f"unknown field (expected {expected})" \
                 if error["type"] == "extra_forbidden" else str(error["msg"]).removeprefix(
                     "Value error, ")
             problems.append(Problem(file, doc.line_of(loc), path, message))
