@@ -291,6 +291,7 @@ def publish(store: Store, agent: str, reason: str, author: str | None = None,
     on staging is no longer the version *if_match* names."""
     from agentstage.publishing import publish as run
 
+    check_agent_id(agent)  # before If-Match, whose refusal names the agent
     if if_match is not None:
         check_if_match(agent, if_match, store.agent_tree(staging_head(store), agent))
     result: dict[str, Any] = run(store, agent, reason, author)

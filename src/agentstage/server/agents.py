@@ -18,15 +18,33 @@ from agentstage.api_ops import entry_of, entry_path
 from agentstage.edit import Edit
 from agentstage.errors import Conflict, NotFound
 from agentstage.fieldpath import Entry, FieldPath, Key, parse_path
+from agentstage.ids import AGENT_ID_RE, AGENT_ID_RULE
+from agentstage.layout import ENTRY_ID_PATTERN
 from agentstage.server.auth import StoreDep, Who, reader
 from agentstage.server.guard import unicode_body
-from agentstage.server.responses import ERRORS, one_writer, tagged, written
+from agentstage.server.responses import (
+    ERRORS,
+    ActionId,
+    AgentId,
+    AgentRow,
+    CorpusId,
+    InstructionId,
+    Show,
+    ToolId,
+    Written,
+    one_writer,
+    shape,
+    tagged,
+    written,
+)
 
 router = APIRouter(prefix="/api/v2/agents", tags=["agents"],
                    dependencies=[Depends(reader), Depends(unicode_body)],
                    responses=ERRORS)
 IfMatch = Annotated[str | None, Header(description="The agent's ETag this edit is based on")]
+WRITE = shape(Written, etag=True)
 Current = Mapping[str, Any]
+ENV_PATTERN = r"^(staging|production|v[0-9]+)$"
 
 
 class Body_(BaseModel):
@@ -34,7 +52,8 @@ class Body_(BaseModel):
 
 
 class NewAgent(Body_):
-    id: str = Field(description="The agent id: a-z, 0-9 and -, at most 63 characters")
+    id: str = Field(description=f"The agent id: {AGENT_ID_RULE}",
+                    json_schema_extra={"pattern": f"^{AGENT_ID_RE.pattern}$"})
     name: str
     description: Any = None
     model: Any = None
@@ -58,19 +77,24 @@ class Fields(Body_):
     message: str | None = None
 
 
+EntryId = Annotated[str, Field(
+    description="letters, digits and _ . : -, starting with a letter or digit, at most 128 "
+                "characters", json_schema_extra={"pattern": ENTRY_ID_PATTERN})]
+
+
 class Instruction(Body_):
-    id: str
+    id: EntryId
     text: str
 
 
 class Corpus(Body_):
-    id: str
+    id: EntryId
     description: str | None = None
     settings: dict[str, Any] | None = None
 
 
 class CorpusIds(Body_):
-    ids: list[str]
+    ids: list[EntryId]
     message: str | None = None
 
 
@@ -87,7 +111,7 @@ class Folder(Body_):
 
 
 class GuardrailBody(Body_):
-    type: str
+    type: EntryId
     enabled: bool
     config: dict[str, Any] | None = None
     message: str | None = None
@@ -116,6 +140,12 @@ def _fixed(edits: Sequence[Edit]) -> api_ops.Plan:
     return lambda _current: edits
 
 
+def _check_ids(kind: str, idents: Sequence[str]) -> None:
+    """A bad id in the body is a bad request whatever the agent's version (before If-Match)."""
+    for ident in idents:
+        api_ops.check_entry_id(kind, ident)
+
+
 def _need(current: Current, section: str, ident: str, what: str) -> dict[str, Any]:
     entry = entry_of(current, section, ident)
     if entry is None:
@@ -123,7 +153,7 @@ def _need(current: Current, section: str, ident: str, what: str) -> dict[str, An
     return entry
 
 
-@router.get("")
+@router.get("", **shape(list[AgentRow]))
 def list_agents(store: StoreDep) -> list[dict[str, Any]]:
     """Every agent: its production version (or null) and whether staging differs."""
     from agentstage.agents import agents_table
@@ -133,7 +163,7 @@ def list_agents(store: StoreDep) -> list[dict[str, Any]]:
             for r in agents_table(store)]
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, **shape(Written, 201, etag=True))
 def create(request: Request, store: StoreDep, who: Who, body: NewAgent) -> JSONResponse:
     """Create an agent on staging with any fields of agent.yaml (`agentstage new`)."""
     fields = body.model_dump(exclude={"id", "message"}, exclude_unset=True)
@@ -142,11 +172,15 @@ def create(request: Request, store: StoreDep, who: Who, body: NewAgent) -> JSONR
     return written(result, 201)
 
 
-@router.get("/{agent_id}")
-def show(request: Request, store: StoreDep, agent_id: str,
-         env: Annotated[str, Query(description="staging, production or vN")] = "staging"
+@router.get("/{agent_id}", **shape(Show, etag=True, not_modified=True))
+def show(request: Request, store: StoreDep, agent_id: AgentId,
+         env: Annotated[str, Query(description="staging, production or vN",
+                                   json_schema_extra={"pattern": ENV_PATTERN})] = "staging",
+         if_none_match: Annotated[str | None, Header(
+             description="An ETag of the agent on staging: 304 while it is current")] = None
          ) -> Response:
     """The whole configuration of one environment or publish (`agentstage show`)."""
+    del if_none_match  # declared for the document; tagged() reads it from the request
     if env == "staging":
         config, tag = api_ops.staging_view(store, agent_id)
         return tagged(request, config, tag)
@@ -155,8 +189,8 @@ def show(request: Request, store: StoreDep, agent_id: str,
     return JSONResponse(show_config(store, agent_id, env))
 
 
-@router.put("/{agent_id}")
-def update(request: Request, store: StoreDep, who: Who, agent_id: str, body: Settings,
+@router.put("/{agent_id}", **WRITE)
+def update(request: Request, store: StoreDep, who: Who, agent_id: AgentId, body: Settings,
            if_match: IfMatch = None) -> JSONResponse:
     """Replace the given settings, keep the others; null removes an optional field."""
     given = body.model_fields_set - {"message"}
@@ -165,8 +199,8 @@ def update(request: Request, store: StoreDep, who: Who, agent_id: str, body: Set
     return _edit(request, store, who, agent_id, _fixed(edits), if_match, body.message)
 
 
-@router.patch("/{agent_id}/fields")
-def patch_fields(request: Request, store: StoreDep, who: Who, agent_id: str, body: Fields,
+@router.patch("/{agent_id}/fields", **WRITE)
+def patch_fields(request: Request, store: StoreDep, who: Who, agent_id: AgentId, body: Fields,
                  if_match: IfMatch = None) -> JSONResponse:
     """Set and unset fields by path (`agentstage set`, `unset`); values are JSON."""
     edits = [Edit(parse_path(path), value) for path, value in body.set.items()]
@@ -177,12 +211,13 @@ def patch_fields(request: Request, store: StoreDep, who: Who, agent_id: str, bod
 # -- instructions -------------------------------------------------------------------------
 
 
-@router.post("/{agent_id}/instructions")
-def add_instructions(request: Request, store: StoreDep, who: Who, agent_id: str,
+@router.post("/{agent_id}/instructions", **WRITE)
+def add_instructions(request: Request, store: StoreDep, who: Who, agent_id: AgentId,
                      body: Instruction | list[Instruction], if_match: IfMatch = None
                      ) -> JSONResponse:
     """Add one instruction or a list of them, at the end."""
     items = body if isinstance(body, list) else [body]
+    _check_ids("instruction", [i.id for i in items])
 
     def plan(current: Current) -> list[Edit]:
         for item in items:
@@ -195,18 +230,19 @@ def add_instructions(request: Request, store: StoreDep, who: Who, agent_id: str,
                  what="add instructions " + ", ".join(i.id for i in items))
 
 
-@router.put("/{agent_id}/instructions")
-def replace_instructions(request: Request, store: StoreDep, who: Who, agent_id: str,
+@router.put("/{agent_id}/instructions", **WRITE)
+def replace_instructions(request: Request, store: StoreDep, who: Who, agent_id: AgentId,
                          body: list[Instruction], if_match: IfMatch = None) -> JSONResponse:
     """Replace the whole ordered list of instructions."""
+    _check_ids("instruction", [i.id for i in body])
     value = [i.model_dump() for i in body]
     return _edit(request, store, who, agent_id, _fixed([Edit((Key("instructions"),), value)]),
                  if_match, what="replace the instructions")
 
 
-@router.delete("/{agent_id}/instructions/{instruction_id}")
-def delete_instruction(request: Request, store: StoreDep, who: Who, agent_id: str,
-                       instruction_id: str, if_match: IfMatch = None) -> JSONResponse:
+@router.delete("/{agent_id}/instructions/{instruction_id}", **WRITE)
+def delete_instruction(request: Request, store: StoreDep, who: Who, agent_id: AgentId,
+                       instruction_id: InstructionId, if_match: IfMatch = None) -> JSONResponse:
     path = entry_path("instructions", instruction_id)
 
     def plan(current: Current) -> list[Edit]:
@@ -235,10 +271,12 @@ def _not_other(current: Current, ident: str, kind: str) -> None:
         raise Conflict(f"knowledge source {ident!r} is a {entry.get('type')}, not a {kind}")
 
 
-@router.post("/{agent_id}/corpora")
-def connect_corpora(request: Request, store: StoreDep, who: Who, agent_id: str,
+@router.post("/{agent_id}/corpora", **WRITE)
+def connect_corpora(request: Request, store: StoreDep, who: Who, agent_id: AgentId,
                     body: list[Corpus], if_match: IfMatch = None) -> JSONResponse:
     """Connect corpora: knowledge entries of type corpus (a connected one is updated)."""
+    _check_ids("corpus", [i.id for i in body])
+
     def plan(current: Current) -> list[Edit]:
         for item in body:
             _not_other(current, item.id, "corpus")
@@ -248,9 +286,11 @@ def connect_corpora(request: Request, store: StoreDep, who: Who, agent_id: str,
                  what="connect corpora " + ", ".join(i.id for i in body))
 
 
-@router.delete("/{agent_id}/corpora")
-def disconnect_corpora(request: Request, store: StoreDep, who: Who, agent_id: str,
+@router.delete("/{agent_id}/corpora", **WRITE)
+def disconnect_corpora(request: Request, store: StoreDep, who: Who, agent_id: AgentId,
                        body: CorpusIds, if_match: IfMatch = None) -> JSONResponse:
+    _check_ids("corpus", body.ids)
+
     def plan(current: Current) -> list[Edit]:
         for ident in body.ids:
             if _need(current, "knowledge", ident, "corpus").get("type") != "corpus":
@@ -261,11 +301,13 @@ def disconnect_corpora(request: Request, store: StoreDep, who: Who, agent_id: st
                  what="disconnect corpora " + ", ".join(body.ids))
 
 
-@router.post("/{agent_id}/corpora/{corpus_id}")
-def connect_corpus(request: Request, store: StoreDep, who: Who, agent_id: str, corpus_id: str,
+@router.post("/{agent_id}/corpora/{corpus_id}", **WRITE)
+def connect_corpus(request: Request, store: StoreDep, who: Who, agent_id: AgentId,
+                   corpus_id: CorpusId,
                    body: Annotated[CorpusUpdate | None, Body()] = None,
                    if_match: IfMatch = None) -> JSONResponse:
     item = body or CorpusUpdate()
+    _check_ids("corpus", [corpus_id])
 
     def plan(current: Current) -> list[Edit]:
         _not_other(current, corpus_id, "corpus")
@@ -278,9 +320,12 @@ def connect_corpus(request: Request, store: StoreDep, who: Who, agent_id: str, c
                  what=f"connect corpus {corpus_id}")
 
 
-@router.put("/{agent_id}/corpora/{corpus_id}")
-def update_corpus(request: Request, store: StoreDep, who: Who, agent_id: str, corpus_id: str,
-                  body: CorpusUpdate, if_match: IfMatch = None) -> JSONResponse:
+@router.put("/{agent_id}/corpora/{corpus_id}", **WRITE)
+def update_corpus(request: Request, store: StoreDep, who: Who, agent_id: AgentId,
+                  corpus_id: CorpusId, body: CorpusUpdate, if_match: IfMatch = None
+                  ) -> JSONResponse:
+    _check_ids("corpus", [corpus_id])
+
     def plan(current: Current) -> list[Edit]:
         if _need(current, "knowledge", corpus_id, "corpus").get("type") != "corpus":
             raise NotFound(f"no corpus {corpus_id!r} in this agent on staging")
@@ -296,9 +341,11 @@ def update_corpus(request: Request, store: StoreDep, who: Who, agent_id: str, co
                  what=f"update corpus {corpus_id}")
 
 
-@router.delete("/{agent_id}/corpora/{corpus_id}")
-def disconnect_corpus(request: Request, store: StoreDep, who: Who, agent_id: str,
-                      corpus_id: str, if_match: IfMatch = None) -> JSONResponse:
+@router.delete("/{agent_id}/corpora/{corpus_id}", **WRITE)
+def disconnect_corpus(request: Request, store: StoreDep, who: Who, agent_id: AgentId,
+                      corpus_id: CorpusId, if_match: IfMatch = None) -> JSONResponse:
+    _check_ids("corpus", [corpus_id])
+
     def plan(current: Current) -> list[Edit]:
         if _need(current, "knowledge", corpus_id, "corpus").get("type") != "corpus":
             raise NotFound(f"no corpus {corpus_id!r} in this agent on staging")
@@ -311,8 +358,8 @@ def disconnect_corpus(request: Request, store: StoreDep, who: Who, agent_id: str
 SHAREPOINT = "sharepoint"
 
 
-@router.post("/{agent_id}/sharepoint/folder")
-def connect_folder(request: Request, store: StoreDep, who: Who, agent_id: str, body: Folder,
+@router.post("/{agent_id}/sharepoint/folder", **WRITE)
+def connect_folder(request: Request, store: StoreDep, who: Who, agent_id: AgentId, body: Folder,
                    if_match: IfMatch = None) -> JSONResponse:
     """The agent's SharePoint knowledge source (id `sharepoint`)."""
     def plan(current: Current) -> list[Edit]:
@@ -328,8 +375,8 @@ def connect_folder(request: Request, store: StoreDep, who: Who, agent_id: str, b
                  what="connect the SharePoint folder")
 
 
-@router.put("/{agent_id}/sharepoint/folder")
-def update_folder(request: Request, store: StoreDep, who: Who, agent_id: str, body: Folder,
+@router.put("/{agent_id}/sharepoint/folder", **WRITE)
+def update_folder(request: Request, store: StoreDep, who: Who, agent_id: AgentId, body: Folder,
                   if_match: IfMatch = None) -> JSONResponse:
     def plan(current: Current) -> list[Edit]:
         if _need(current, "knowledge", SHAREPOINT, "SharePoint folder").get("type") \
@@ -345,8 +392,8 @@ def update_folder(request: Request, store: StoreDep, who: Who, agent_id: str, bo
                  what="update the SharePoint folder")
 
 
-@router.delete("/{agent_id}/sharepoint/folder")
-def disconnect_folder(request: Request, store: StoreDep, who: Who, agent_id: str,
+@router.delete("/{agent_id}/sharepoint/folder", **WRITE)
+def disconnect_folder(request: Request, store: StoreDep, who: Who, agent_id: AgentId,
                       if_match: IfMatch = None) -> JSONResponse:
     def plan(current: Current) -> list[Edit]:
         if _need(current, "knowledge", SHAREPOINT, "SharePoint folder").get("type") \
@@ -361,8 +408,8 @@ def disconnect_folder(request: Request, store: StoreDep, who: Who, agent_id: str
 # -- tools and actions --------------------------------------------------------------------
 
 
-@router.post("/{agent_id}/tools/{tool_id}/enable")
-def enable_tool(request: Request, store: StoreDep, who: Who, agent_id: str, tool_id: str,
+@router.post("/{agent_id}/tools/{tool_id}/enable", **WRITE)
+def enable_tool(request: Request, store: StoreDep, who: Who, agent_id: AgentId, tool_id: ToolId,
                 if_match: IfMatch = None) -> JSONResponse:
     """`enabled: true`, adding the tool if absent."""
     path = entry_path("tools", tool_id, "enabled")
@@ -370,8 +417,8 @@ def enable_tool(request: Request, store: StoreDep, who: Who, agent_id: str, tool
                  what=f"enable tool {tool_id}")
 
 
-@router.delete("/{agent_id}/tools/{tool_id}/disable")
-def disable_tool(request: Request, store: StoreDep, who: Who, agent_id: str, tool_id: str,
+@router.delete("/{agent_id}/tools/{tool_id}/disable", **WRITE)
+def disable_tool(request: Request, store: StoreDep, who: Who, agent_id: AgentId, tool_id: ToolId,
                  if_match: IfMatch = None) -> JSONResponse:
     path = entry_path("tools", tool_id, "enabled")
 
@@ -382,14 +429,14 @@ def disable_tool(request: Request, store: StoreDep, who: Who, agent_id: str, too
     return _edit(request, store, who, agent_id, plan, if_match, what=f"disable tool {tool_id}")
 
 
-def _action_path(tool_id: str, action_id: str, field: str) -> FieldPath:
+def _action_path(tool_id: ToolId, action_id: ActionId, field: str) -> FieldPath:
     api_ops.check_entry_id("action", action_id)
     return entry_path("tools", tool_id, "actions", Entry(action_id), field)
 
 
-@router.patch("/{agent_id}/tools/{tool_id}/actions/{action_id}")
-def patch_action(request: Request, store: StoreDep, who: Who, agent_id: str, tool_id: str,
-                 action_id: str, body: Annotated[dict[str, Any], Body()],
+@router.patch("/{agent_id}/tools/{tool_id}/actions/{action_id}", **WRITE)
+def patch_action(request: Request, store: StoreDep, who: Who, agent_id: AgentId, tool_id: ToolId,
+                 action_id: ActionId, body: Annotated[dict[str, Any], Body()],
                  if_match: IfMatch = None) -> JSONResponse:
     """The action's config, as a JSON merge patch (RFC 7396): null removes a key."""
     path = _action_path(tool_id, action_id, "config")
@@ -418,24 +465,24 @@ def _toggle_action(request: Request, store: StoreDep, who: str, agent_id: str, t
                  what=f"{verb} action {tool_id}/{action_id}")
 
 
-@router.post("/{agent_id}/tools/{tool_id}/actions/{action_id}/enable")
-def enable_action(request: Request, store: StoreDep, who: Who, agent_id: str, tool_id: str,
-                  action_id: str, if_match: IfMatch = None) -> JSONResponse:
+@router.post("/{agent_id}/tools/{tool_id}/actions/{action_id}/enable", **WRITE)
+def enable_action(request: Request, store: StoreDep, who: Who, agent_id: AgentId, tool_id: ToolId,
+                  action_id: ActionId, if_match: IfMatch = None) -> JSONResponse:
     """`enabled: true`, adding the action to the tool if absent."""
     return _toggle_action(request, store, who, agent_id, tool_id, action_id, True, if_match)
 
 
-@router.post("/{agent_id}/tools/{tool_id}/actions/{action_id}/disable")
-def disable_action(request: Request, store: StoreDep, who: Who, agent_id: str, tool_id: str,
-                   action_id: str, if_match: IfMatch = None) -> JSONResponse:
+@router.post("/{agent_id}/tools/{tool_id}/actions/{action_id}/disable", **WRITE)
+def disable_action(request: Request, store: StoreDep, who: Who, agent_id: AgentId, tool_id: ToolId,
+                   action_id: ActionId, if_match: IfMatch = None) -> JSONResponse:
     return _toggle_action(request, store, who, agent_id, tool_id, action_id, False, if_match)
 
 
 # -- guardrails, access, tags -------------------------------------------------------------
 
 
-@router.patch("/{agent_id}/guardrails")
-def patch_guardrail(request: Request, store: StoreDep, who: Who, agent_id: str,
+@router.patch("/{agent_id}/guardrails", **WRITE)
+def patch_guardrail(request: Request, store: StoreDep, who: Who, agent_id: AgentId,
                     body: GuardrailBody, if_match: IfMatch = None) -> JSONResponse:
     """Enable or disable one guardrail type (added if absent), optionally its config."""
     edits = [Edit(entry_path("guardrails", body.type, "enabled"), body.enabled)]
@@ -446,15 +493,15 @@ def patch_guardrail(request: Request, store: StoreDep, who: Who, agent_id: str,
                  what=f"{verb} guardrail {body.type}")
 
 
-@router.put("/{agent_id}/access")
-def put_access(request: Request, store: StoreDep, who: Who, agent_id: str, body: Access,
+@router.put("/{agent_id}/access", **WRITE)
+def put_access(request: Request, store: StoreDep, who: Who, agent_id: AgentId, body: Access,
                if_match: IfMatch = None) -> JSONResponse:
     return _edit(request, store, who, agent_id, _fixed([Edit((Key("access"),), body.access)]),
                  if_match, body.message, what=f"access {body.access}")
 
 
-@router.post("/{agent_id}/annotates")
-def annotate(request: Request, store: StoreDep, who: Who, agent_id: str, body: Annotates,
+@router.post("/{agent_id}/annotates", **WRITE)
+def annotate(request: Request, store: StoreDep, who: Who, agent_id: AgentId, body: Annotates,
              if_match: IfMatch = None) -> JSONResponse:
     """Add and remove tags."""
     def plan(current: Current) -> list[Edit]:

@@ -11,7 +11,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentstage import api_ops
 from agentstage.server.auth import PublisherWho, StoreDep, Who, reader
 from agentstage.server.guard import unicode_body
-from agentstage.server.responses import ERRORS, one_writer, written
+from agentstage.server.responses import (
+    ERRORS,
+    AgentId,
+    ChangeTrackId,
+    Diff,
+    HistoryEntry,
+    HistoryPage,
+    Preview,
+    Published,
+    RolledBack,
+    one_writer,
+    shape,
+    written,
+)
 
 router = APIRouter(prefix="/api/v2", tags=["publishing"],
                    dependencies=[Depends(reader), Depends(unicode_body)],
@@ -39,16 +52,16 @@ class Filters(BaseModel):
     cursor: str | None = Field(None, description="next_cursor of the previous page")
 
 
-@router.get("/agents/{agent_id}/staging-diff")
-def staging_diff(store: StoreDep, agent_id: str) -> JSONResponse:
+@router.get("/agents/{agent_id}/staging-diff", **shape(Diff, etag=True))
+def staging_diff(store: StoreDep, agent_id: AgentId) -> JSONResponse:
     """Staging against production, only the fields that differ (`agentstage diff`); the
     ETag names the staging shown, for the publish's If-Match."""
     diff, tag = api_ops.staging_diff(store, agent_id)
     return JSONResponse(diff, headers={"ETag": tag} if tag else None)
 
 
-@router.post("/agents/{agent_id}/publish")
-def publish(request: Request, store: StoreDep, who: PublisherWho, agent_id: str, body: Publish,
+@router.post("/agents/{agent_id}/publish", **shape(Published))
+def publish(request: Request, store: StoreDep, who: PublisherWho, agent_id: AgentId, body: Publish,
             if_match: IfMatch = None) -> dict[str, Any]:
     """Make staging live; 409 `nothing_to_publish` when staging is production already. With
     If-Match (the staging-diff's ETag), only the staging that was reviewed is published."""
@@ -58,21 +71,22 @@ def publish(request: Request, store: StoreDep, who: PublisherWho, agent_id: str,
     return result
 
 
-@router.get("/agents/{agent_id}/publishes")
-def agent_publishes(store: StoreDep, agent_id: str,
+@router.get("/agents/{agent_id}/publishes", **shape(HistoryPage))
+def agent_publishes(store: StoreDep, agent_id: AgentId,
                     query: Annotated[Filters, Query()]) -> dict[str, Any]:
     """The agent's publishes, newest first, a page at a time (`agentstage history`)."""
     return api_ops.history_page(store, agent_id, query.author, query.since, query.until,
                                 query.limit, query.cursor)
 
 
-@router.get("/agents/{agent_id}/publishes/{change_track_id}")
-def one_publish(store: StoreDep, agent_id: str, change_track_id: str) -> dict[str, Any]:
+@router.get("/agents/{agent_id}/publishes/{change_track_id}", **shape(HistoryEntry))
+def one_publish(store: StoreDep, agent_id: AgentId, change_track_id: ChangeTrackId
+                ) -> dict[str, Any]:
     return api_ops.publish_entry(store, agent_id, change_track_id)
 
 
-@router.get("/agents/{agent_id}/publishes/{change_track_id}/diff")
-def preview(store: StoreDep, agent_id: str, change_track_id: str,
+@router.get("/agents/{agent_id}/publishes/{change_track_id}/diff", **shape(Preview))
+def preview(store: StoreDep, agent_id: AgentId, change_track_id: ChangeTrackId,
             action: Literal["revert", "restore"] = "revert") -> dict[str, Any]:
     """What reverting (or restoring) this publish would change on staging, and in production
     after the next publish (`revert --preview`)."""
@@ -86,21 +100,21 @@ def _rollback(request: Request, store: StoreDep, who: str, agent_id: str, action
     return written(result)
 
 
-@router.put("/agents/{agent_id}/rollback")
-def rollback(request: Request, store: StoreDep, who: Who, agent_id: str, body: Rollback,
+@router.put("/agents/{agent_id}/rollback", **shape(RolledBack, etag=True))
+def rollback(request: Request, store: StoreDep, who: Who, agent_id: AgentId, body: Rollback,
              if_match: IfMatch = None) -> JSONResponse:
     """Undo on staging the changes that publish introduced (`agentstage revert`)."""
     return _rollback(request, store, who, agent_id, "revert", body, if_match)
 
 
-@router.put("/agents/{agent_id}/restore")
-def restore(request: Request, store: StoreDep, who: Who, agent_id: str, body: Rollback,
+@router.put("/agents/{agent_id}/restore", **shape(RolledBack, etag=True))
+def restore(request: Request, store: StoreDep, who: Who, agent_id: AgentId, body: Rollback,
             if_match: IfMatch = None) -> JSONResponse:
     """Set staging's agent back to that publish's snapshot (`agentstage restore`)."""
     return _rollback(request, store, who, agent_id, "restore", body, if_match)
 
 
-@router.get("/publishes")
+@router.get("/publishes", **shape(HistoryPage))
 def publishes(store: StoreDep, query: Annotated[Filters, Query()]) -> dict[str, Any]:
     """Publishes of every agent, newest first, a page at a time."""
     return api_ops.history_page(store, None, query.author, query.since, query.until,
