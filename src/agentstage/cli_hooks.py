@@ -24,7 +24,8 @@ def hook(obj: Context, name: str, args: tuple[str, ...]) -> None:
     pre-commit   validate the agents the commit touches, as staged in the index
     pre-receive  on a server: refuse a push that breaks a rule (exit 7)
     post-receive on a server, after a push landed: record who pushed each publish
-                 (a note on its tag under refs/notes/agentstage-pushers)
+                 (a note on its tag under refs/notes/agentstage-pushers), then deliver
+                 it to the policy's webhooks in the background
 
     A hook that was installed before agentstage's (kept as NAME.local) runs first;
     when it fails, so does this (post-receive records the pusher all the same).
@@ -42,8 +43,15 @@ def hook(obj: Context, name: str, args: tuple[str, ...]) -> None:
         from agentstage.escape import terminal
         from agentstage.policy import pusher
 
-        for tag in hooks.post_receive(store, (stdin or b"").decode(errors="replace")):
+        done = hooks.post_receive(store, (stdin or b"").decode(errors="replace"))
+        for tag in done.noted:
             click.echo(terminal(f"agentstage: {tag} recorded as pushed by {pusher(store)}"),
+                       err=True)
+        if done.delivering:
+            click.echo(terminal(f"agentstage: delivering {', '.join(done.delivering)} to the "
+                                "webhooks (agentstage webhooks log)"), err=True)
+        if done.problem:
+            click.echo(terminal(f"agentstage: webhooks not delivered: {done.problem}"),
                        err=True)
         raise click.exceptions.Exit(code)
     if code != 0:
@@ -149,6 +157,8 @@ def policy() -> None:
     users:                   # optional: a publish must be tagged with the pusher's email
       alice: alice@example.com
       bob: [bob@example.com, bob@home.example]
+    webhooks:                # optional: POST each publish, signed (README: Trust)
+      - {url: "https://ci.example.com/hook", events: [publish], secret_env: HOOK_SECRET}
 
     A list left out names nobody. Without a policy anyone who can push may edit
     and publish. The pusher's name comes from the variable named by the server's
@@ -203,3 +213,88 @@ def policy_set(obj: Context, file: Path, message: str | None, fmt: str) -> None:
     emit(fmt, result, lambda: (f"policy set ({result['commit'][:12]}); push it with: git push "
                                "REMOTE refs/meta/agentstage") if result["changed"]
          else "policy unchanged")
+
+
+@cli.group()
+def webhooks() -> None:
+    """Deliver publishes to the webhooks of the policy, and read the delivery log.
+
+    The policy lists them (webhooks: [{url, events: [publish], secret_env}]); the
+    server's post-receive hook and `agentstage serve` deliver each publish once, signed
+    with the secret in the environment variable secret_env (README: Trust).
+
+    \b
+    Examples:
+      agentstage webhooks log
+      agentstage webhooks deliver support-bot/v3
+    """
+
+
+@webhooks.command(name="log")
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Show this many records, newest first.")
+@format_option("text", "json")
+@pass_ctx
+def webhooks_log(obj: Context, limit: int, fmt: str) -> None:
+    """Show the delivery log (each claim and attempt), newest first.
+
+    The log is agentstage-webhooks.log in the git directory of the server repository.
+
+    \b
+    Examples:
+      agentstage -C /srv/git/agents.git webhooks log
+      agentstage webhooks log --format json --limit 10
+    """
+    from agentstage.escape import terminal
+    from agentstage.webhooks import read_log, text_of
+
+    records = read_log(obj.store.git_dir, limit)
+    emit(fmt, records, lambda: "\n".join(terminal(text_of(r)) for r in records)
+         or "no deliveries yet")
+
+
+@webhooks.command(name="deliver")
+@click.argument("tags", nargs=-1, required=True, metavar="TAG...")
+@click.option("--once", is_flag=True, help="Skip a webhook that this publish was already "
+              "delivered (or handed) to, as the server hook and serve do.")
+@click.option("--by", default="cli", hidden=True, help="Who delivers, for the log.")
+@format_option("text", "json")
+@pass_ctx
+def webhooks_deliver(obj: Context, tags: tuple[str, ...], once: bool, by: str,
+                     fmt: str) -> None:
+    """Deliver the publishes TAG... to the policy's webhooks now (again, without --once).
+
+    Each attempt is logged; exits 5 when a webhook did not take a delivery. The
+    server's post-receive hook runs this in the background after each push.
+
+    \b
+    Example:
+      agentstage webhooks deliver support-bot/v3
+    """
+    from agentstage.errors import AgentstageError, Conflict
+    from agentstage.escape import terminal
+    from agentstage.webhooks import EVENT, append, deliver_publish, entry_of, hooks_for
+
+    store = obj.store
+    found = hooks_for(store)
+    results: list[dict[str, Any]] = []
+    for tag in tags:
+        try:
+            entry = entry_of(store, tag)
+        except AgentstageError as exc:  # logged, and the other tags still go
+            append(store.git_dir, {"tag": tag, "event": EVENT, "attempt": 0,
+                                   "outcome": "failed", "by": by, "error": exc.message})
+            results.append({"tag": tag, "url": None, "delivered": False, "error": exc.message})
+            continue
+        results += deliver_publish(store, entry, by, once, found)
+    emit(fmt, results, lambda: "\n".join(terminal(_delivered_text(r)) for r in results)
+         or "no webhooks in the policy")
+    if any(r["delivered"] is False for r in results):
+        raise Conflict("a webhook did not take the delivery",
+                       hint="see 'agentstage webhooks log' for each attempt")
+
+
+def _delivered_text(result: dict[str, Any]) -> str:
+    said = {True: "delivered", False: "failed", None: "skipped (already delivered)"}
+    return f"{result['tag']} -> {result['url']}: " + (result.get("error")
+                                                     or said[result["delivered"]])

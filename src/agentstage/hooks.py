@@ -654,16 +654,41 @@ def server_written(ref: str) -> Refusal | None:
     return None
 
 
-def post_receive(store: Store, text: str) -> list[str]:
+class PostReceive(NamedTuple):
+    noted: list[str]  # publish tags noted with their pusher
+    delivering: list[str]  # publish tags handed to the webhooks' background delivery
+    problem: str | None  # why the webhooks were not started (None: they were, or none)
+
+
+def post_receive(store: Store, text: str) -> PostReceive:
     """The post-receive hook (the push has landed): note the authenticated pusher beside
-    every publish tag the push created. The names of the tags noted (none when the host
-    gave no identity)."""
+    every publish tag the push created (none when the host gave no identity), then hand
+    those publishes to a detached process that delivers them to the policy's webhooks
+    (webhooks.py): the push does not wait for it, and nothing of it can fail the push."""
     from agentstage.pushlog import record
 
     who = pusher(store)
     created = {u.ref.removeprefix("refs/tags/"): u.new for u in parse_updates(text)
                if u.old is None and u.new is not None and PUBLISH_TAG_RE.fullmatch(u.ref)}
-    if who is None or not created:
-        return []
-    record(store, [oid for oid in created.values() if oid is not None], who)
-    return sorted(created)
+    noted: list[str] = []
+    try:
+        if who is not None and created:
+            record(store, [oid for oid in created.values() if oid is not None], who)
+            noted = sorted(created)
+    finally:  # the webhooks go even when the note could not be written
+        delivering, problem = _start_webhooks(store, sorted(created))
+    return PostReceive(noted, delivering, problem)
+
+
+def _start_webhooks(store: Store, tags: list[str]) -> tuple[list[str], str | None]:
+    if not tags:
+        return [], None
+    from agentstage.errors import AgentstageError
+    from agentstage.webhooks import start_background
+
+    try:
+        return (tags if start_background(store, tags) else []), None
+    except AgentstageError as exc:
+        return [], exc.message
+    except OSError as exc:
+        return [], f"the delivery could not be started: {exc}"
