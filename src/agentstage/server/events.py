@@ -11,7 +11,8 @@ most (SETTLE_SECONDS), for its production ref to move (a publish writes its tag 
 in a repository with the server hook for the note of who pushed it (`pushed_by`, written
 just after a push lands): when the note comes later, the event says null where the history
 says who. The watcher also tells the delivery cache (server/delivery.py) which agents
-moved.
+moved, and hands each publish to the webhooks' delivery worker (webhooks.py), which is why
+the server starts it at once rather than at its first use.
 
 A stream replays, with `Last-Event-ID` (or `?last_event_id=`), the publishes after that
 one: publishes are ordered by their tag's time, then agent and version. A tag's time has
@@ -120,9 +121,11 @@ class Stream:
 class Events:
     """The watcher of one served repository, and its open streams."""
 
-    def __init__(self, repo: str, forget: Callable[[set[str] | None], None]) -> None:
+    def __init__(self, repo: str, forget: Callable[[set[str] | None], None],
+                 on_publish: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.repo = repo
         self.forget = forget  # the delivery cache's: these agents moved (None: everything)
+        self.on_publish = on_publish  # the webhooks' worker: takes each entry, never blocks
         self.stopping = False
         self._streams: set[Stream] = set()
         self._lock = threading.Lock()
@@ -291,7 +294,7 @@ class Events:
                        if name.rpartition("/")[2] == agent}
             if info.target in targets or now - since >= SETTLE_SECONDS:
                 ready.setdefault(agent, []).append((tag, info.time))
-        events = []
+        events: list[tuple[Event, dict[str, Any]]] = []
         for agent, tags in ready.items():
             wanted = {tag for tag, _ in tags}
             try:
@@ -311,21 +314,24 @@ class Events:
                         and now - self._pending[tag] < SETTLE_SECONDS:
                     wanted.discard(tag)  # its pusher's note may be a moment behind
                     continue
-                events.append(Event.of(entry))
+                events.append((Event.of(entry), entry))
             for tag in wanted:  # sent, or not a publish the history shows
                 del self._pending[tag]
         if not events:
             return
-        events.sort(key=lambda e: e.key)
+        events.sort(key=lambda e: e[0].key)
         with self._lock:
             self._emitted += 1
             self._replays.clear()
             streams = list(self._streams)
         for stream in streams:
-            for event in events:
+            for event, _entry in events:
                 if not stream.offer(event):
                     self.unsubscribe(stream)
                     break
+        if self.on_publish is not None:
+            for _event, entry in events:
+                self.on_publish(entry)
 
     # -- the streams ------------------------------------------------------------------------
 
