@@ -63,10 +63,11 @@ def test_random_entries_in_any_order_are_read_alike(items: list[Any], ordered: b
     same(serialize(git_order(items) if ordered else items))
 
 
+@pytest.mark.parametrize("modes", [st.sampled_from(MODES), st.just(b"40000")],
+                         ids=["any modes", "directories only"])
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
-@given(st.data())
-def test_mutated_valid_trees_are_read_alike(data: Any) -> None:
-    modes = st.sampled_from(MODES)
+@given(data=st.data())
+def test_mutated_valid_trees_are_read_alike(modes: Any, data: Any) -> None:
     good = st.from_regex(rb"\A[a-z0-9][a-z0-9.-]{0,8}\Z")
     items = data.draw(st.lists(st.tuples(modes, good, st.binary(min_size=20, max_size=20)),
                                max_size=10, unique_by=lambda e: e[1]))
@@ -101,6 +102,10 @@ def test_mutated_valid_trees_are_read_alike(data: Any) -> None:
     [(b"40000", b"a-b", b"2" * 20), (b"40000", b"a", b"1" * 20)],
     [(b"100644", b".", b"1" * 20)], [(b"40000", b"..", b"1" * 20)],
     [(b"100644", b"\xff", b"1" * 20)], [(b"100644", b"x/y", b"1" * 20)], [],
+    [(b"40000", b"a", b"1" * 20), (b"40000", b"a", b"2" * 20)],
+    [(b"40000", b"a", b"1" * 20), (b"40000", b"a-b", b"2" * 20)],
+    [(b"40000", b"a-b", b"1" * 20), (b"40000", b"a", b"2" * 20), (b"40000", b"b", b"3" * 20)],
+    [(b"40000", b"\xc3", b"1" * 20)], [(b"40000", b"..", b"1" * 20)],
 ])
 def test_the_cases_where_git_order_is_subtle(items: list[Any]) -> None:
     same(serialize(items))

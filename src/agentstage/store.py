@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
+from itertools import accumulate
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -157,32 +158,63 @@ _PACKED_FILES: Lru[str, tuple[tuple[int, int, int], bytes, dict[str, list[str]] 
 _MODE_ALTERNATIVES = rb"40000|100644|100755|120000|160000"
 _WHOLE_TREE = re.compile(rb"(?:(?:" + _MODE_ALTERNATIVES + rb") [^\0/]+\0.{20})*", re.DOTALL)
 _TREE_ENTRY = re.compile(rb"(" + _MODE_ALTERNATIVES + rb") ([^\0/]+)\0(.{20})", re.DOTALL)
+_ALL_TREES = re.compile(rb"(?:40000 [^\0/]+\0.{20})*", re.DOTALL)
+_TREE_NAME = re.compile(rb"40000 ([^\0/]+)\0.{20}", re.DOTALL)
 
 
 class _Tree(Mapping[str, TreeEntry]):
     """The entries of a tree that passed every check of `parse_tree`, made into
-    TreeEntry values only when asked for (a lookup in a tree of 2,000 agents needs one)."""
+    TreeEntry values only when asked for (a lookup in a tree of 2,000 agents needs one).
+    *found* holds (mode, name, id) per entry; a tree of directories only keeps its bytes
+    and raw names instead, and finds an entry's id by its offset."""
 
-    __slots__ = ("_found", "_index", "_names")
+    __slots__ = ("_data", "_found", "_index", "_names", "_raws", "_starts")
 
-    def __init__(self, names: list[str], found: list[tuple[bytes, bytes, bytes]]) -> None:
+    def __init__(self, names: list[str], found: list[tuple[bytes, bytes, bytes]] | None,
+                 raws: list[bytes] | None = None, data: bytes = b"") -> None:
         self._names = names
         self._found = found
+        self._raws = raws
+        self._data = data
         self._index: dict[str, int] | None = None
+        self._starts: list[int] | None = None
 
     def __getitem__(self, name: str) -> TreeEntry:
         index = self._index
         if index is None:
             index = self._index = dict(zip(self._names, range(len(self._names)), strict=True))
         n = index[name]
-        mode, _raw, oid = self._found[n]
-        return TreeEntry(name, _MODES[mode], oid.hex())
+        if self._found is not None:
+            mode, _raw, oid = self._found[n]
+            return TreeEntry(name, _MODES[mode], oid.hex())
+        assert self._raws is not None
+        starts = self._starts
+        if starts is None:  # entry n starts after n entries of `40000 <name>\0<20 bytes>`
+            starts = self._starts = list(accumulate(map(len, self._raws), initial=0))
+        at = starts[n] + 27 * n + 7 + len(self._raws[n])
+        return TreeEntry(name, "tree", self._data[at:at + 20].hex())
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
 
     def __len__(self) -> int:
         return len(self._names)
+
+
+def _decoded(raws: list[bytes]) -> list[str] | None:
+    """The names as text, None when one is not UTF-8. NUL is never inside a UTF-8
+    sequence, so the join decodes iff each name does."""
+    try:
+        return b"\0".join(raws).decode("utf-8").split("\0") if raws else []
+    except UnicodeDecodeError:
+        return None
+
+
+def _in_order(keys: list[bytes], names: list[str]) -> bool:
+    """Sorted as git sorts (by *keys*), names unique, none `.` or `..`."""
+    unique = set(names)
+    return keys == sorted(keys) and len(unique) == len(names) and "." not in unique \
+        and ".." not in unique
 
 
 def parse_tree(data: bytes, where: str) -> Mapping[str, TreeEntry]:
@@ -194,25 +226,22 @@ def parse_tree(data: bytes, where: str) -> Mapping[str, TreeEntry]:
     counted as a set. A tree that fails any of them is read again entry by entry
     (`parse_tree_slowly`), which names the first problem; the two agree on every input
     (tests/test_speed_caches.py checks it on random and mutated trees)."""
-    if _WHOLE_TREE.fullmatch(data) is not None:
+    if _ALL_TREES.fullmatch(data) is not None:  # directories only, as `agents` is
+        raws: list[bytes] = _TREE_NAME.findall(data)
+        names = _decoded(raws)
+        # git sorts a tree's name as if it ended in `/`
+        if names is not None and _in_order((b"/\0".join(raws) + b"/").split(b"\0")
+                                           if raws else [], names):
+            return _Tree(names, None, raws, data)
+    elif _WHOLE_TREE.fullmatch(data) is not None:
         found: list[tuple[bytes, bytes, bytes]] = _TREE_ENTRY.findall(data)
         raws = list(map(itemgetter(1), found))
-        try:
-            # NUL is never inside a UTF-8 sequence, so the join decodes iff each name does
-            names = b"\0".join(raws).decode("utf-8").split("\0") if raws else []
-        except UnicodeDecodeError:
-            names = []
-        if len(names) == len(raws):
+        names = _decoded(raws)
+        if names is not None:
             trees = list(map(itemgetter(0), found)).count(b"40000")
-            if trees == len(raws):  # git sorts a tree's name as if it ended in `/`
-                keys = (b"/\0".join(raws) + b"/").split(b"\0") if raws else []
-            elif trees == 0:
-                keys = raws
-            else:
-                keys = [raw + b"/" if mode == b"40000" else raw for mode, raw, _oid in found]
-            unique = set(names)
-            if keys == sorted(keys) and len(unique) == len(names) and "." not in unique \
-                    and ".." not in unique:
+            keys = raws if trees == 0 else \
+                [raw + b"/" if mode == b"40000" else raw for mode, raw, _oid in found]
+            if _in_order(keys, names):
                 return _Tree(names, found)
     return parse_tree_slowly(data, where)
 
