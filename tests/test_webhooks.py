@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -77,14 +77,15 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver() -> Iterator[Callable[..., Receiver]]:
+    """Makes receivers (Receiver's arguments), each closed after the test."""
     made: list[Receiver] = []
 
     def make(*plan: int | str) -> Receiver:
         made.append(Receiver(*plan))
         return made[-1]
 
-    yield make  # type: ignore[misc]
+    yield make
     for r in made:
         r.close()
 
@@ -304,7 +305,13 @@ def test_a_pushed_publish_is_delivered_by_the_server_hook(
     assert r.requests[1][1] == body
     assert r.requests[1][0]["X-Agentstage-Delivery"] != headers["X-Agentstage-Delivery"]
     missing = run("webhooks", "deliver", "billing-support/v9", repo=server)
-    assert missing.code == 5 and "no publish billing-support/v9" in missing.out
+    assert missing.code == 6 and "error: no publish billing-support/v9" in missing.err
+    # in the background (--once) an unknown tag is logged, and the others still go
+    both = run("webhooks", "deliver", "--once", "nope/v1", "billing-support/v1", repo=server)
+    assert both.code == 5
+    assert both.out.splitlines() == ["nope/v1: no agent 'nope' on staging or in production",
+                                     f"billing-support/v1 -> {r.url}: skipped (already delivered)"]
+    assert webhooks.read_log(server, 1)[0]["error"] == "no agent 'nope' on staging or in production"
 
 
 def test_a_hanging_receiver_does_not_delay_the_push(

@@ -281,7 +281,10 @@ def webhooks_deliver(obj: Context, tags: tuple[str, ...], once: bool, by: str,
     for tag in tags:
         try:
             entry = entry_of(store, tag)
-        except AgentstageError as exc:  # logged, and the other tags still go
+        except AgentstageError as exc:
+            if not once:
+                raise
+            # the server hook's background delivery: logged, and the other tags still go
             append(store.git_dir, {"tag": tag, "event": EVENT, "attempt": 0,
                                    "outcome": "failed", "by": by, "error": exc.message})
             results.append({"tag": tag, "url": None, "delivered": False, "error": exc.message})
@@ -295,6 +298,7 @@ def webhooks_deliver(obj: Context, tags: tuple[str, ...], once: bool, by: str,
 
 
 def _delivered_text(result: dict[str, Any]) -> str:
+    if result.get("error"):
+        return f"{result['tag']}: {result['error']}"
     said = {True: "delivered", False: "failed", None: "skipped (already delivered)"}
-    return f"{result['tag']} -> {result['url']}: " + (result.get("error")
-                                                     or said[result["delivered"]])
+    return f"{result['tag']} -> {result['url']}: {said[result['delivered']]}"
