@@ -981,4 +981,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 70
     return 0
 
+import agentstage.cli_approvals  # noqa: E402  (registers approve/approvals)
 import agentstage.cli_hooks  # noqa: E402,F401  (registers hooks/policy commands)

@@ -37,6 +37,7 @@ SERVER_SETTINGS = (
      "entries, a broken tag or commit) before any hook runs"),
 )
 KEPT_SUFFIX = ".local"
+APPROVALS_REF = "refs/meta/agentstage-approvals"  # and under it (approvals.py)
 PUBLISH_TAG_RE = re.compile(r"refs/tags/([^/]+)/v([1-9][0-9]*)")
 
 
@@ -169,7 +170,7 @@ def _protected_ref(ref: str) -> bool:
 
     parts = ref.split("/")
     return (ref in (STAGING, META_REF, PRODUCTION_PREFIX.rstrip("/"), "refs/notes")
-            or ref.startswith((PRODUCTION_PREFIX, META_REF + "/", NOTES_REF))
+            or ref.startswith((PRODUCTION_PREFIX, META_REF + "/", NOTES_REF, APPROVALS_REF))
             or (parts[:2] == ["refs", "tags"] and len(parts) > 3 and is_agent_id(parts[2])))
 
 
@@ -404,6 +405,8 @@ class _Rules:
             reason, details = self.meta(u)
         elif (match := PUBLISH_TAG_RE.fullmatch(u.ref)) and is_agent_id(match[1]):
             reason, details = self.tag(u, match[1], match[2])
+        elif u.ref.startswith(APPROVALS_REF):
+            reason, details = self.approval(u), []
         else:
             return None
         if not reason and u.old is None:
@@ -492,6 +495,9 @@ class _Rules:
         if self.policy is not None and not self.policy.is_publisher(self.who, agent):
             return f"{self.who} may not publish {agent}; ask an admin to add you to " \
                    f"publishers in the server's policy", []
+        refused = self.approvals_short(agent, info)
+        if refused:
+            return refused, []
         staging = self.staging_after()
         if staging is None or not self._ancestor(u.new, staging):
             return (f"production moves only to a commit staging has, and {u.new[:12]} is not "
@@ -509,6 +515,21 @@ class _Rules:
         except InvalidConfig as exc:
             return "invalid agent configuration cannot go live", [str(p) for p in exc.problems]
         return None, []
+
+    def approvals_short(self, agent: str, info: TagInfo) -> str | None:
+        """Why this publish lacks the approvals the policy requires (four eyes)."""
+        if self.policy is None:
+            return None
+        from agentstage.approvals import PREFIX, publish_refusal
+
+        pushed = {r: u.new for r, u in self.by_ref.items() if r.startswith(PREFIX)}
+        return publish_refusal(self.store, self.policy, agent, info.target,
+                               info.tagger.email, _record(info), self.who, pushed)
+
+    def approval(self, u: RefUpdate) -> str | None:
+        from agentstage.approvals import ref_refusal
+
+        return ref_refusal(self.store, u.ref, u.old, u.new, self.policy, self.who)
 
     def tag(self, u: RefUpdate, agent: str, digits: str) -> tuple[str | None, list[str]]:
         refused = self._tag_refusal(u, agent, digits)

@@ -32,7 +32,7 @@ POLICY_FILE = "policy.yaml"
 IDENTITY_CONFIG = "agentstage.identity"
 DEFAULT_IDENTITY_VAR = "REMOTE_USER"
 ANYONE = "*"
-POLICY_FIELDS = "admins, editors, publishers, users, webhooks"
+POLICY_FIELDS = "admins, editors, publishers, users, webhooks, approvals"
 
 
 def _email(value: str) -> str:
@@ -100,6 +100,7 @@ class Policy(BaseModel):
     publishers: dict[str, list[str]] = {}
     users: dict[str, Emails] = {}  # pusher name -> the emails their publishes are tagged with
     webhooks: list[Webhook] = []
+    approvals: dict[str, Annotated[int, Field(ge=0, le=100)]] = {}  # agent id or "*" -> count
 
     @field_validator("admins", "editors")
     @classmethod
@@ -117,6 +118,14 @@ class Policy(BaseModel):
                 raise ValueError(f"{agent!r} is neither an agent id nor \"*\"")
             if any(not n.strip() for n in names):
                 raise ValueError("a name must not be empty")
+        return value
+
+    @field_validator("approvals")
+    @classmethod
+    def _approval_counts(cls, value: dict[str, int]) -> dict[str, int]:
+        for agent in value:
+            if agent != ANYONE and not is_agent_id(agent):
+                raise ValueError(f"{agent!r} is neither an agent id nor \"*\"")
         return value
 
     @field_validator("users")

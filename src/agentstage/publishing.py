@@ -224,6 +224,12 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
                        f"refs a publish of {tag} writes (git keeps refs as files and "
                        "directories)", hint="if nothing needs them, delete them: git update-ref "
                        f"-d {blockers[0]}; 'agentstage doctor' lists them")
+    approved: list[dict[str, Any]] = []
+    if who is not None and not retire:  # four eyes: refused (exit 7) short of approvals
+        from agentstage.approvals import for_publish
+
+        tree = store.agent_tree(state.staging, agent)
+        approved = [a.as_record() for a in for_publish(store, agent, tree or "", who)]
     previous = f"{agent}/v{state.version}" if state.version else None
     result: dict[str, Any] = {
         "agent": agent, "published": not dry_run, "version": version, "tag": tag,
@@ -232,6 +238,8 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
     }
     if retire:
         result["retired"] = True
+    if approved:
+        result["approvals"] = approved
     if repaired:
         result["repaired"] = repaired
     if who is None:
@@ -242,6 +250,7 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
         "staging_commit": state.staging, "production_before": state.production,
         **marks,
         **({"retired": True} if retire else {}),
+        **({"approvals": approved} if approved else {}),
         "changes": diff["changes"],
     }
     message = f"{reason}\n\n{RECORD_MARKER}\n{json.dumps(record, sort_keys=True)}\n"
@@ -255,8 +264,12 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
     crash_point("publish:after-tag")
     _move_production(store, prod, state.local, state.staging, tag, who)
     if target is not None:
+        from agentstage.approvals import approval_ref
+
+        tree = store.agent_tree(state.staging, agent) or ""
         push_publish(store, target, agent, [tag], previous_production=state.local,
-                     staging=ahead and target == state.remote)
+                     staging=ahead and target == state.remote,
+                     also=[approval_ref(agent, tree, a["id"]) for a in approved])
         result["pushed"] = target
         if ahead and target == state.remote:
             result["pushed_staging"] = True
@@ -448,6 +461,7 @@ def parse_record(info: TagInfo) -> dict[str, Any]:
         "restores": record.get("restores", []),
         "staging_commit": record.get("staging_commit"),
         "retired": bool(record.get("retired", False)),
+        "approvals": record.get("approvals", []),
     }
 
 

@@ -55,11 +55,13 @@ def fetch(store: Store, remote: str) -> None:
     tag, and the server's record of who pushed each publish (the notes ref, when the remote
     has it: a pattern, so its absence is no error). A local tag that differs from the
     remote's tag of the same name is a Conflict: two publishes took one version number."""
+    from agentstage.approvals import PREFIX as APPROVALS
     from agentstage.pushlog import NOTES_REF
 
     # -c adds to the remote's configured refspecs; only the server writes this ref, so the
-    # remote's copy wins
-    done = _git(store, "-c", f"remote.{remote}.fetch=+{NOTES_REF}*:{NOTES_REF}*", "fetch",
+    # remote's copy wins; approvals are created once and never moved (the server's hook)
+    done = _git(store, "-c", f"remote.{remote}.fetch=+{NOTES_REF}*:{NOTES_REF}*",
+                "-c", f"remote.{remote}.fetch=+{APPROVALS}*:{APPROVALS}*", "fetch",
                 "--tags", remote)
     if done.returncode == 0:
         return
@@ -101,7 +103,8 @@ def check_staging_current(store: Store, up: Upstream) -> bool:
 
 
 def push_publish(store: Store, remote: str, agent: str, tags: str | Sequence[str],
-                 previous_production: str | None = _UNSET, staging: bool = False) -> None:
+                 previous_production: str | None = _UNSET, staging: bool = False,
+                 also: Sequence[str] = ()) -> None:
     """`git push --atomic` of production/<agent> and its new tags (and staging with
     *staging*) to *remote*.
 
@@ -109,7 +112,8 @@ def push_publish(store: Store, remote: str, agent: str, tags: str | Sequence[str
     *previous_production* (default: what the first tag's publish record says it was), each
     a compare-and-swap, and the server's reason is raised: PolicyDenied (exit 7) when the
     server refused, Conflict (5) when the remote moved on, NotFound (6) when it is not
-    there."""
+    there. *also* names more refs the push carries (the approvals a publish lists), left
+    as they are when it fails."""
     tags = [tags] if isinstance(tags, str) else list(tags)
     prod = production_ref(agent)
     tag_refs = [TAG_PREFIX + t for t in tags]
@@ -120,7 +124,7 @@ def push_publish(store: Store, remote: str, agent: str, tags: str | Sequence[str
                        hint="run agentstage publish first")
     if previous_production is _UNSET:
         previous_production = _production_before(store, tags[0])
-    specs = [f"{r}:{r}" for r in ([STAGING] if staging else []) + [prod, *tag_refs]]
+    specs = [f"{r}:{r}" for r in ([STAGING] if staging else []) + [prod, *tag_refs, *also]]
     done = _git(store, "push", "--atomic", "--porcelain", remote, *specs)
     if done.returncode == 0:
         return
@@ -152,6 +156,29 @@ def push_publish(store: Store, remote: str, agent: str, tags: str | Sequence[str
                        hint=f"{undone}; run the publish again: it fetches {remote} first")
     raise NotFound(f"could not push to {remote}: {_last_line(done.stderr, 'push failed')}",
                    hint=f"{undone}; check the remote with 'git remote -v'")
+
+
+def push_refs(store: Store, remote: str, refs: Sequence[str], what: str) -> None:
+    """`git push --atomic REMOTE REF:REF...` of refs that are only ever created (approvals);
+    the server's refusal is raised: PolicyDenied (exit 7) when its hook said no, NotFound
+    (6) when the remote is not there, Conflict (5) otherwise."""
+    done = _git(store, "push", "--atomic", "--porcelain", remote, *(f"{r}:{r}" for r in refs))
+    if done.returncode == 0:
+        return
+    reasons = [line.removeprefix("remote: ").removeprefix("error: ").strip()
+               for line in done.stderr.splitlines()
+               if line.startswith("remote: error: ") or line.startswith("remote:   ")]
+    rejected = [line.split("\t")[-1] for line in done.stdout.splitlines()
+                if line.startswith("!\t")]
+    if any("hook declined" in r for r in rejected):
+        raise PolicyDenied(f"{remote} refused {what}" + "".join(f"\n  {r}" for r in reasons),
+                           hint="it was taken back here; fix what the server says, then "
+                                "run the command again")
+    if rejected:
+        raise Conflict(f"{remote} did not take {what}: {'; '.join(rejected)}",
+                       hint="it was taken back here; run the command again")
+    raise NotFound(f"could not push to {remote}: {_last_line(done.stderr, 'push failed')}",
+                   hint="check the remote with 'git remote -v'; --no-push keeps it here")
 
 
 def push_published(store: Store, remote: str, result: dict[str, Any]) -> None:

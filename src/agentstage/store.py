@@ -896,6 +896,16 @@ class Store:
             return None
         return _tag_info(obj, f"tag object {oid[:12]}")
 
+    def write_tree_tag(self, name: str, tree: str, who: Identity, message: str) -> str:
+        """An annotated tag object that points at a tree (an approval names the exact
+        content it approves); no ref."""
+        sig = self._signature(who)
+        offset = abs(sig.offset)
+        raw = (f"object {tree}\ntype tree\ntag {name}\n"
+               f"tagger {sig.name} <{sig.email}> {sig.time} {'-' if sig.offset < 0 else '+'}"
+               f"{offset // 60:02d}{offset % 60:02d}\n\n{message}")
+        return str(self._repo.odb.write(pygit2.enums.ObjectType.TAG, raw.encode()))
+
     def file_at(self, commit: str, path: str) -> bytes | None:
         """The bytes of the file *path* at *commit*, None when there is no such file."""
         try:

@@ -55,6 +55,10 @@ def record_problems(store: Store, info: TagInfo, record: dict[str, Any],
             problems.append(f"the record's production before is not {expected_previous}'s "
                             "commit")
     problems += _marks(store, agent, version, record)
+    if "approvals" in record:  # each listed approval is one of the published content
+        from agentstage.approvals import record_problems as approval_problems
+
+        problems += approval_problems(store, agent, info.target, record["approvals"], deep)
     changes = record.get("changes")
     if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
         return [*problems, "the record's changes are not a list of changes"]
