@@ -329,14 +329,14 @@ def history_page(store: Store, agent: str | None, author: str | None, since: str
                  ) -> dict[str, Any]:
     """{"publishes": entries newest first, "next_cursor": the tag to continue after, or
     None}. The cursor is the tag of the last entry of the previous page."""
-    from agentstage.publishing import history
+    from agentstage.publishing import add_signatures, history
 
     size = 50 if limit is None else limit
     if not 1 <= size <= MAX_PAGE:
         raise UsageError(f"limit must be 1 to {MAX_PAGE}, got {size}")
     if agent is not None:
         return _agent_history_page(store, agent, author, since, until, size, cursor)
-    entries = history(store, agent, author, since, until, None)
+    entries = history(store, agent, author, since, until, None, signatures=False)
     start = 0
     if cursor:
         found = next((n for n, e in enumerate(entries) if e["tag"] == cursor), None)
@@ -344,7 +344,7 @@ def history_page(store: Store, agent: str | None, author: str | None, since: str
             raise UsageError(f"unknown cursor {cursor!r}",
                              hint="pass the next_cursor of the previous page")
         start = found + 1
-    page = entries[start:start + size]
+    page = add_signatures(store, entries[start:start + size])  # a subprocess each: the page's
     more = start + size < len(entries)
     return {"publishes": page, "next_cursor": page[-1]["tag"] if more and page else None}
 

@@ -514,10 +514,13 @@ def _warn_bad_agent_dirs(store: Store) -> None:
 @click.option("--allow-empty", is_flag=True,
               help="Publish even when staging differs from production only in comments or "
                    "layout (no field changes).")
+@click.option("--sign/--no-sign", default=None,
+              help="Sign the tag as git tag -s does (gpg.format, user.signingkey), so git tag "
+                   "-v verifies it. Default: git config agentstage.sign.")
 @format_option("text", "json")
 @pass_ctx
 def publish(obj: Context, agent: str, reason: str | None, dry_run: bool, remote: str | None,
-            no_push: bool, allow_empty: bool, fmt: str) -> None:
+            no_push: bool, allow_empty: bool, sign: bool | None, fmt: str) -> None:
     """Make staging live for one agent.
 
     production/AGENT fast-forwards to staging and an annotated tag AGENT/vN
@@ -537,11 +540,12 @@ def publish(obj: Context, agent: str, reason: str | None, dry_run: bool, remote:
       agentstage publish support-bot -m "Warmer replies" --push origin
       agentstage publish support-bot -m "Try it here first" --no-push
     """
-    _publish(obj, agent, reason, dry_run, remote, no_push, fmt, allow_empty=allow_empty)
+    _publish(obj, agent, reason, dry_run, remote, no_push, fmt, allow_empty=allow_empty,
+             sign=sign)
 
 
 def _publish(obj: Context, agent: str, reason: str | None, dry_run: bool, remote: str | None,
-             no_push: bool, fmt: str, **options: bool) -> None:
+             no_push: bool, fmt: str, sign: bool | None = None, **options: bool) -> None:
     from agentstage import publishing, render
     from agentstage.errors import warn
 
@@ -549,7 +553,7 @@ def _publish(obj: Context, agent: str, reason: str | None, dry_run: bool, remote
         raise UsageError("--push and --no-push contradict each other",
                          hint="pass one of them")
     result = publishing.publish(obj.store, agent, reason, obj.author, dry_run, push=remote,
-                                local_only=no_push, **options)
+                                local_only=no_push, sign=sign, **options)
     for line in result.get("repaired", []):
         warn(line)
     emit(fmt, result, lambda: render.publish_text(result, use_color()) + _pushed_text(result))

@@ -125,6 +125,7 @@ def check(store: Store, lock_age: float = 600.0) -> list[dict[str, Any]]:
             continue
         findings += _check_agent(store, agent, agents[agent], staging)
         findings += _check_records(store, agent, versions.beyond)
+    findings += _check_signatures(store, agents)
     if staging is not None:
         for agent in store.list_agents(staging):
             findings += _check_config(store, staging, agent, "staging")
@@ -133,6 +134,30 @@ def check(store: Store, lock_age: float = 600.0) -> list[dict[str, Any]]:
         findings += _check_remote(store, found[0], agents)
     findings += _check_server(store)
     return findings
+
+
+def _check_signatures(store: Store, agents: dict[str, list[int]]) -> list[dict[str, Any]]:
+    """Publish tags whose signature does not verify against the signers this machine
+    knows (the policy's allowed signers, or gpg.ssh.allowedSignersFile; the gpg keyring),
+    and unsigned ones when the policy requires signatures. Nothing when no signer is
+    known: an SSH signature then cannot be checked."""
+    from agentstage.signing import Checker
+
+    checker = Checker.for_history(store)
+    out: list[dict[str, Any]] = []
+    for agent, versions in sorted(agents.items()):
+        for version in versions:
+            name = f"{agent}/v{version}"
+            signature = checker.check(store.ref(TAG_PREFIX + name))
+            if signature["verified"] is not False:
+                continue
+            what = f"is {signature['reason']}" if not signature["signed"] else \
+                f"has a signature that does not verify: {signature['reason']}"
+            out.append(_finding(
+                "bad-signature", TAG_PREFIX + name, f"{name} {what}",
+                fix=f"check it by hand: git tag -v {name}; if it came from elsewhere: "
+                    f"git tag -d {name}"))
+    return out
 
 
 def _check_server(store: Store) -> list[dict[str, Any]]:

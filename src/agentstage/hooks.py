@@ -605,6 +605,14 @@ class _Rules:
             else None  # the policy's users: the record must name the pusher
         if mismatch:
             return mismatch
+        signing = self.policy.signing if self.policy else None
+        if signing is not None:  # signed publishes: unsigned, bad or unknown signatures
+            from agentstage.signing import push_refusal
+
+            unsigned = push_refusal(self.store, signing.required, signing.allowed_signers,
+                                    u.new)
+            if unsigned:
+                return unsigned
         return self.blocked_by_existing(u.ref)
 
     def _claimed_changes(self, agent: str, previous: str | None, target: str,

@@ -32,7 +32,7 @@ POLICY_FILE = "policy.yaml"
 IDENTITY_CONFIG = "agentstage.identity"
 DEFAULT_IDENTITY_VAR = "REMOTE_USER"
 ANYONE = "*"
-POLICY_FIELDS = "admins, editors, publishers, users, webhooks, approvals"
+POLICY_FIELDS = "admins, editors, publishers, users, webhooks, approvals, signing"
 
 
 def _email(value: str) -> str:
@@ -90,6 +90,49 @@ class Webhook(BaseModel):
         return value
 
 
+SIGNING_FIELDS = "required, allowed_signers"
+# git's allowed-signers line (ssh-keygen(1) ALLOWED SIGNERS): principals, options, a key
+ALLOWED_SIGNER_RE = re.compile(
+    r'(?P<principals>[^\s"]+)\s+(?:(?P<options>[^\s"]*(?:"[^"\n]*"[^\s"]*)*)\s+)?'
+    r'(?P<type>(?:ssh|ecdsa|sk)-[A-Za-z0-9@.-]+)\s+(?P<key>[A-Za-z0-9+/]+={0,2})(?:\s+.*)?')
+
+
+def _allowed_signer(value: str) -> str:
+    import base64
+    import binascii
+
+    found = ALLOWED_SIGNER_RE.fullmatch(value.strip())
+    if found is None or "\n" in value.strip():
+        raise ValueError(f"{value!r} is not an allowed-signers line: 'EMAIL "
+                         "namespaces=\"git\" ssh-ed25519 AAAA...'")
+    try:
+        blob = base64.b64decode(found["key"], validate=True)
+    except binascii.Error:
+        raise ValueError(f"the key of {found['principals']!r} is not base64") from None
+    kind = found["type"].encode()
+    if blob[4:4 + len(kind)] != kind:
+        raise ValueError(f"the key of {found['principals']!r} is not a {found['type']} key")
+    return value.strip()
+
+
+class Signing(BaseModel):
+    """Whether publishes must be signed, and whose SSH signatures count (lines of git's
+    gpg.ssh.allowedSignersFile); the server hook checks each pushed publish tag."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    required: bool = False
+    allowed_signers: list[Annotated[str, AfterValidator(_allowed_signer)]] = Field(
+        default=[], validate_default=True)
+
+    @field_validator("allowed_signers")
+    @classmethod
+    def _some(cls, value: list[str], info: Any) -> list[str]:
+        if info.data.get("required") and not value:
+            raise ValueError("required signatures need at least one allowed signer")
+        return value
+
+
 class Policy(BaseModel):
     """A list left out names nobody; "*" names any authenticated pusher."""
 
@@ -100,6 +143,7 @@ class Policy(BaseModel):
     publishers: dict[str, list[str]] = {}
     users: dict[str, Emails] = {}  # pusher name -> the emails their publishes are tagged with
     webhooks: list[Webhook] = []
+    signing: Signing | None = None  # signed publishes (signing.py)
     approvals: dict[str, Annotated[int, Field(ge=0, le=100)]] = {}  # agent id or "*" -> count
 
     @field_validator("admins", "editors")
@@ -181,6 +225,7 @@ def parse_policy(data: bytes, file: str = f"{META_REF}:{POLICY_FILE}") -> Policy
             loc = tuple(s for s in error["loc"] if isinstance(s, (str, int)))
             path = ".".join(str(s) for s in loc)
             expected = WEBHOOK_FIELDS if loc[:1] == ("webhooks",) and len(loc) > 2 \
+                else SIGNING_FIELDS if loc[:1] == ("signing",) and len(loc) > 1 \
                 else POLICY_FIELDS
             message = f"unknown field (expected {expected})" \
                 if error["type"] == "extra_forbidden" else str(error["msg"]).removeprefix(

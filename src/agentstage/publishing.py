@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, time
 from time import sleep
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentstage.agents import (
     AgentState,
@@ -43,6 +43,9 @@ from agentstage.store import (
     production_ref,
     tag_ref,
 )
+
+if TYPE_CHECKING:
+    from agentstage.signing import SigningKey
 
 RECORD_MARKER = "agentstage-publish-record: 1"
 
@@ -138,14 +141,16 @@ def _real_mark(store: Store, agent: str, commit: str, parents: list[str], key: s
 
 def publish(store: Store, agent: str, reason: str | None, author: str | None = None,
             dry_run: bool = False, *, push: str | None = None, local_only: bool = False,
-            allow_empty: bool = False, retire: bool = False) -> dict[str, Any]:
+            allow_empty: bool = False, retire: bool = False,
+            sign: bool | None = None) -> dict[str, Any]:
     """Make staging live for *agent*: production fast-forwards, a tag records it.
 
     When staging tracks a remote, the remote is fetched first and a staging that is
     behind it or has diverged is refused; the publish is then pushed there (production,
     tag, and staging when it is ahead) in one atomic push, unless *local_only*. *push*
     names another remote to push to. With *retire* the agent leaves production: its
-    directory is removed from staging (one commit) and that is published."""
+    directory is removed from staging (one commit) and that is published. *sign* (None:
+    `git config agentstage.sign`) signs the tag as `git tag -s` does."""
     check_agent_id(agent)
     reason = (reason or "").strip()
     if not reason and not dry_run:
@@ -164,6 +169,7 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
             warn(f"{exc.message}; publishing from what this clone last fetched")
         ahead = check_staging_current(store, up)
     who = None if dry_run else resolve_identity(store, author)
+    signer = _signing_key(store, who, reason, sign)  # a signing problem: before any write
     repaired = reconcile(store, agent, who) if who is not None else []
     state = agent_state(store, agent)
     _refuse_unverified(store, state)
@@ -254,7 +260,8 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
         "changes": diff["changes"],
     }
     message = f"{reason}\n\n{RECORD_MARKER}\n{json.dumps(record, sort_keys=True)}\n"
-    tag_oid = store.write_tag(tag, state.staging, who, message)
+    tag_oid = store.write_tag(tag, state.staging, who, message, sign=None if signer is None
+                              else lambda payload: _sign(signer, payload))
     crash_point("publish:after-tag-object")
     # The tag first (production locked and checked, not moved), then production: a crash
     # in between leaves a tag ahead of production, which the next publish completes.
@@ -278,6 +285,27 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
         result["push_command"] = (f"git push --atomic {up.remote} {prod} refs/tags/{tag}"
                                   + (" staging" if ahead else ""))
     return result
+
+
+def _signing_key(store: Store, who: Identity | None, reason: str, sign: bool | None
+                 ) -> SigningKey | None:
+    """The key to sign the publish tag with (None: unsigned), every problem found before
+    anything is written."""
+    from agentstage.signing import has_signature_line, signing_key, wants_signing
+
+    if who is None:
+        return None
+    line = has_signature_line(reason)  # it would cut the record off the tag, signed or not
+    if line is not None:
+        raise UsageError(f"the reason has a line git reads as a signature: {line[:40]!r}",
+                         hint="reword that line of the reason")
+    return signing_key(store, who) if wants_signing(store, sign) else None
+
+
+def _sign(key: SigningKey, payload: bytes) -> bytes:
+    from agentstage.signing import sign
+
+    return sign(key, payload)
 
 
 def _move_production(store: Store, prod: str, old: str | None, new: str, tag: str,
@@ -470,7 +498,10 @@ def read_record(info: TagInfo) -> tuple[str, dict[str, Any]]:
     bounded size and depth into an object (anything else is an InvalidConfig naming the
     tag). The record as written, for what the history entry does not show
     (`production_before`)."""
-    reason, marker, block = info.message.rpartition(f"\n\n{RECORD_MARKER}\n")
+    from agentstage.signing import strip_signature
+
+    message = strip_signature(info.message) if "-----BEGIN " in info.message else info.message
+    reason, marker, block = message.rpartition(f"\n\n{RECORD_MARKER}\n")
     if not marker:
         raise InvalidConfig([Problem(TAG_PREFIX + info.name, None, "",
                                      "tag has no agentstage publish record")],
@@ -508,10 +539,13 @@ def parse_when(text: str, end_of_day: bool = False) -> datetime:
 
 def history(store: Store, agent: str | None = None, author: str | None = None,
             since: str | None = None, until: str | None = None,
-            limit: int | None = None, below: int | None = None) -> list[dict[str, Any]]:
+            limit: int | None = None, below: int | None = None,
+            signatures: bool = True) -> list[dict[str, Any]]:
     """Publishes, newest first, filtered by who (name or email) and when; for one agent,
     *below* starts at the version under that number. Tags are read newest first and only
-    until *limit* entries are kept, so a page of one agent's history costs its page."""
+    until *limit* entries are kept, so a page of one agent's history costs its page.
+    Without *signatures* the entries have no signature yet: a caller that shows a page of
+    them adds it to that page (add_signatures), since each check costs a subprocess."""
     low = parse_when(since) if since else None
     high = parse_when(until, end_of_day=True) if until else None
     if limit is not None and limit < 0:
@@ -583,5 +617,16 @@ def history(store: Store, agent: str | None = None, author: str | None = None,
         entry["pushed_by"] = pushed["by"] if pushed else None
         entry["pushed_at"] = pushed["at"] if pushed else None
         out.append(entry)
-    return out
+    return add_signatures(store, out) if signatures else out
+
+
+def add_signatures(store: Store, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each entry's "signature": signed, by whom, and whether it verifies against the
+    signers this machine knows (signing.py; checks are cached by tag object id)."""
+    from agentstage.signing import Checker
+
+    checker = Checker.for_history(store)
+    for entry in entries:
+        entry["signature"] = checker.check(store.ref(TAG_PREFIX + str(entry["tag"])))
+    return entries
 

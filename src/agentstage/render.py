@@ -314,6 +314,22 @@ def _local_minute(stamp: Any) -> str:
     return when.strftime("%Y-%m-%d %H:%M")
 
 
+def signature_text(signature: Any) -> str:
+    """A history entry's signature in a few words: `(signed by alice@x)`, with what is
+    wrong when it does not verify, or `(signed by KEY, not checked)`."""
+    if not isinstance(signature, Mapping):
+        return ""
+    reason = _cut(_clean(signature.get("reason") or ""), 80)
+    if not signature.get("signed"):
+        return f"UNSIGNED: {reason}" if signature.get("verified") is False else ""
+    signer = _cut(_clean(signature.get("signer") or "an unknown key"), 60)
+    if signature.get("verified") is True:
+        return f"(signed by {signer})"
+    if signature.get("verified") is False:
+        return f"BAD SIGNATURE by {signer}: {reason}"
+    return f"(signed by {signer}, not checked)"  # the JSON says why
+
+
 def history_text(entries: Sequence[Mapping[str, Any]], color: bool) -> str:
     if not entries:
         return "no publishes found\n"
@@ -331,6 +347,9 @@ def history_text(entries: Sequence[Mapping[str, Any]], color: bool) -> str:
         if entry.get("verified") is False:
             marks.insert(0, "UNVERIFIED: " + _cut(_clean("; ".join(
                 map(str, entry.get("problems") or []))), 80))
+        signed = signature_text(entry.get("signature"))
+        if signed:
+            marks.append(signed)
         reason = " ".join([reason, *marks]).strip()
         by = _cut(_clean(by), 40)
         pushed = entry.get("pushed_by")

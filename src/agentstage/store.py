@@ -13,7 +13,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from itertools import accumulate
 from operator import itemgetter
@@ -694,20 +694,26 @@ class Store:
         return self.commit_tree(parent, str(index.write_tree(repo)), message, who)
 
     def write_tag(self, name: str, target: str, who: Identity, message: str,
-                  when: datetime | None = None) -> str:
-        """Write an annotated tag object (no ref: the ref is created by a transaction)."""
+                  when: datetime | None = None,
+                  sign: Callable[[bytes], bytes] | None = None) -> str:
+        """Write an annotated tag object (no ref: the ref is created by a transaction).
+        *sign* turns the tag's bytes into a signature appended to them, as `git tag -s`
+        does; nothing is written when it raises."""
         sig = self._signature(who, when)
-        sign = "-" if sig.offset < 0 else "+"
+        zone = "-" if sig.offset < 0 else "+"
         offset = abs(sig.offset)
         raw = (
             f"object {target}\ntype commit\ntag {name}\n"
             f"tagger {sig.name} <{sig.email}> {sig.time} "
-            f"{sign}{offset // 60:02d}{offset % 60:02d}\n"
+            f"{zone}{offset // 60:02d}{offset % 60:02d}\n"
             f"\n{message}"
         )
         if not raw.endswith("\n"):
             raw += "\n"
-        return str(self._repo.odb.write(pygit2.enums.ObjectType.TAG, raw.encode()))
+        data = raw.encode()
+        if sign is not None:
+            data += sign(data)
+        return str(self._repo.odb.write(pygit2.enums.ObjectType.TAG, data))
 
     # -- moving refs -----------------------------------------------------------------------
 
@@ -885,6 +891,15 @@ class Store:
             return None
         return {pygit2.Commit: "commit", pygit2.Tree: "tree", pygit2.Blob: "blob",
                 pygit2.Tag: "tag"}.get(type(obj))
+
+    def tag_bytes(self, oid: str) -> bytes | None:
+        """The raw bytes of the tag object *oid* (what a signature covers), None when it is
+        not a tag."""
+        try:
+            kind, data = self._repo.odb.read(oid)
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        return bytes(data) if kind == pygit2.enums.ObjectType.TAG else None
 
     def tag_object(self, oid: str) -> TagInfo | None:
         """The annotated tag object *oid* (no ref needed), None when it is not one."""
