@@ -263,3 +263,91 @@ def _push(repo: Path, *args: str) -> Any:
     return subprocess.run(["git", "-C", str(repo), "push", "origin", *args] if args[0] != "push"
                           else ["git", "-C", str(repo), *args], capture_output=True, text=True,
                           check=False)
+
+
+# -- the API and the review page, on a real `agentstage serve` ---------------------------
+
+
+def test_api_and_page_approve_and_refuse(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    from test_serve import Server, error, refs, sample_repo, server_env
+
+    repo = sample_repo(tmp_path)
+    env = server_env(tmp_path / "home")
+    (tmp_path / "policy.yaml").write_text(POLICY.format(count=1).replace(
+        'editors: ["*"]', 'editors: ["*"]\n# ed edits, and may neither publish nor approve'))
+    assert subprocess.run([sys.executable, "-m", "agentstage", "-C", str(repo), "policy",
+                           "set", str(tmp_path / "policy.yaml")], env=env,
+                          capture_output=True, check=False).returncode == 0
+    server = Server(repo, env, "--auth", "header:X-Forwarded-User")
+    url = f"/api/v2/agents/{AGENT}"
+
+    def who(name: str) -> dict[str, str]:
+        return {"x-forwarded-user": name}
+
+    try:
+        with server.client() as http:
+            r = http.patch(f"{url}/fields", json={"set": {"description": "via the API"}},
+                           headers=who("alice"))
+            assert r.status_code == 200, r.text
+            before = refs(repo)
+            r = http.post(f"{url}/approvals", json={}, headers=who("ed"))
+            assert "ed may not approve" in error(r, 403, "policy")["error"]["message"]
+            r = http.post(f"{url}/publish", json={"reason": "ship"}, headers=who("alice"))
+            found = error(r, 403, "policy")["error"]
+            assert "needs 1 approval" in found["message"]
+            assert "who may approve: alice, bob, carol" in found["hint"]
+            r = http.post(f"{url}/approvals", json={"note": 1}, headers=who("bob"))
+            assert r.status_code in (400, 422)
+            assert refs(repo) == before  # nothing written by the refusals
+
+            r = http.post(f"{url}/approvals", json={"note": "fine by me"}, headers=who("bob"))
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["created"] is True and body["approval"]["email"] == "bob@example.com"
+            assert body["approved_by"] == [{"approver": "bob", "email": "bob@example.com"}]
+            listed = http.get(f"{url}/approvals", headers=who("ed")).json()
+            assert listed["required"] == 1 and listed["approvals"][0]["current"] is True
+            assert listed["approvals"][0]["note"] == "fine by me"
+            r = http.post(f"{url}/publish", json={"reason": "ship"}, headers=who("bob"))
+            assert "has 0" in error(r, 403, "policy")["error"]["message"]  # not his own
+            r = http.post(f"{url}/publish", json={"reason": "ship"}, headers=who("alice"))
+            assert r.status_code == 200, r.text
+            assert [a["email"] for a in r.json()["approvals"]] == ["bob@example.com"]
+            entry = http.get(f"{url}/publishes/1", headers=who("ed")).json()
+            assert entry["verified"] is True and entry["approvals"][0]["approver"] == "bob"
+
+            # the page: the approve form approves what it showed
+            r = http.patch(f"{url}/fields", json={"set": {"description": "via the page"}},
+                           headers=who("alice"))
+            assert r.status_code == 200, r.text
+            page = http.get(f"/agents/{AGENT}", headers=who("carol")).text
+            assert "Approve this content" in page and "void (earlier content)" in page
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+            etag = re.search(r'action="/agents/[^"]+/approve">.*?name="etag" value="([^"]+)"',
+                             page, re.S)
+            assert csrf is not None and etag is not None
+            viewer = http.get(f"/agents/{AGENT}", headers=who("ed")).text
+            assert "Approve this content" not in viewer and "Approvers are those" in viewer
+            form = {"csrf": csrf[1], "etag": etag[1].replace("&#34;", '"'),
+                    "note": "<b>ok</b>"}
+            r = http.post(f"/agents/{AGENT}/approve", data=form, headers=who("carol"))
+            assert r.status_code == 200, r.text
+            assert "You approved the staged content" in r.text and "&lt;b&gt;ok" in r.text
+            r = http.post(f"/agents/{AGENT}/approve", data={**form, "csrf": "x"},
+                          headers=who("carol"))
+            assert r.status_code == 403
+            listed = http.get(f"{url}/approvals", headers=who("ed")).json()
+            assert [a["approver"] for a in listed["approved_by"]] == ["carol"]
+            # a change after the page was shown: refused, nothing approved
+            r = http.patch(f"{url}/fields", json={"set": {"description": "changed again"}},
+                           headers=who("alice"))
+            assert r.status_code == 200, r.text
+            r = http.post(f"/agents/{AGENT}/approve", data=form, headers=who("carol"))
+            assert r.status_code == 412 and "nothing was approved" in r.text
+            assert http.get(f"{url}/approvals", headers=who("ed")).json()["approved_by"] == []
+    finally:
+        assert server.stop() == 0, server.stderr

@@ -479,3 +479,22 @@ def agent_overview(store: Store, row: Mapping[str, Any]) -> dict[str, Any]:
 __all__ = ["AgentstageError", "PreconditionFailed", "create_agent", "edit_agent", "etag",
            "history_page", "merge_patch", "preview", "production_list", "production_view",
            "publish_entry", "rollback", "staging_view", "tag_of"]
+
+
+def approvals_view(store: Store, agent: str) -> dict[str, Any]:
+    """`agentstage approvals`: what is approved of *agent*, by whom, current or void."""
+    from agentstage.approvals import status
+
+    return status(store, agent)
+
+
+def approve(store: Store, agent: str, note: str | None, author: str) -> dict[str, Any]:
+    """`agentstage approve`: the caller approves the agent's content staged now; then the
+    approvals as `approvals_view` shows them, with the one written (or found) as
+    "approval"."""
+    from agentstage.approvals import approve as run
+    from agentstage.approvals import status
+
+    check_agent_id(agent)
+    done = run(store, agent, note, author)  # a note with control characters: UsageError
+    return {**status(store, agent), "approval": done["approval"], "created": done["created"]}

@@ -135,6 +135,9 @@ def create_app(repo: str | Path, auth: Auth | None = None,
     app.add_exception_handler(Exception, _internal_error)
     app.include_router(agents.router)
     app.include_router(publishing.router)
+    from agentstage.server import approvals  # four eyes (README: Trust)
+
+    app.include_router(approvals.router)
     app.include_router(delivery.router)
     app.include_router(pages.router)  # the review pages (section 9)
     app.include_router(events.router)

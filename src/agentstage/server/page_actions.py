@@ -47,9 +47,13 @@ def review_context(request: Request, store: Store, agent: str) -> dict[str, Any]
 
     diff, etag = api_ops.staging_diff(store, agent)
     may_edit, may_publish = powers(request, store, request.state.caller, agent)
+    try:
+        approvals: dict[str, Any] | None = api_ops.approvals_view(store, agent)
+    except AgentstageError:  # not on staging (retired): nothing to approve
+        approvals = None
     return {"agent": agent, "name": agent_name(store, agent), "review": html.review(diff),
             "etag": etag or "", "may_edit": may_edit, "may_publish": may_publish,
-            "reason": "", "error": None,
+            "reason": "", "error": None, "approvals": approvals,
             "crumbs": [("Agents", "/"), (agent, None)]}
 
 
@@ -138,3 +142,28 @@ def rollback(request: Request, store: StoreDep, caller: PosterDep, form: FormDep
     version = api_ops.tag_of(agent_id, number).rpartition("/v")[2]
     return redirect(f"/agents/{agent_id}?" + urlencode(
         {"done": action, "version": version, "commit": str(result.get("commit") or "")[:12]}))
+
+
+@router.post("/agents/{agent_id}/approve")
+def approve(request: Request, store: StoreDep, caller: PosterDep, form: FormDep,
+            agent_id: str) -> Response:
+    """Approve the staged content the review showed (its ETag): a change since then is
+    refused (412), so what is approved is what was read."""
+    from agentstage.server.approvals import check_approver
+
+    try:
+        who = check_approver(request, store, caller, agent_id)
+        note = form.get("note", "").strip()
+        shown = form.get("etag") or None
+        if shown is not None and shown != staging_etag(store, agent_id):
+            raise api_ops.PreconditionFailed(
+                f"{agent_id} changed on staging since you reviewed it; nothing was approved",
+                hint="review the changes below again, then approve")
+        done = one_writer(request, lambda: api_ops.approve(store, agent_id, note or None, who))
+    except AgentstageError as exc:
+        return page(request, "review.html", status_of(exc),
+                    **{**review_context(request, store, agent_id), "error": problem(exc)})
+    what = "approved" if done["created"] else "had already approved"
+    return page(request, "review.html", **{
+        **review_context(request, store, agent_id),
+        "notice": f"You {what} the staged content of {agent_id} shown below."})
