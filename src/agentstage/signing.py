@@ -430,9 +430,9 @@ def push_refusal(store: Store, required: bool, allowed: Sequence[str], oid: str)
         return ("not signed: the server's policy requires signed publishes; publish with "
                 "--sign (or git config agentstage.sign true) and a key among the policy's "
                 "allowed signers")
-    if result["verified"] is True:
-        return None
-    if result["format"] != "ssh":
+    if result["format"] != "ssh":  # whatever this server's gpg keyring would say
         return (f"its {result['format'] or 'unknown'} signature cannot be checked: the "
                 "policy's allowed signers are SSH keys (sign with git config gpg.format ssh)")
+    if result["verified"] is True:
+        return None
     return f"its signature is refused: {result['reason']}"
