@@ -128,7 +128,11 @@ def create_app(repo: str | Path, auth: Auth | None = None,
     app.state.write_lock = threading.Lock()
     app.state.metrics = metrics = Metrics()
     app.state.delivery = cache = delivery.Cache()
-    app.state.events = events.Events(str(repo), cache.forget)  # started by its first use
+    from agentstage.webhooks import Worker
+
+    app.state.webhooks = worker = Worker(str(repo))  # delivers what the watcher sees
+    app.state.events = events.Events(str(repo), cache.forget, worker.offer)
+    app.state.events.start()  # every publish after this is delivered to the webhooks
     app.add_exception_handler(AgentstageError, _agentstage_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
