@@ -13,12 +13,9 @@ stream that does not end (tests/test_serve_events.py drives it).
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,7 +33,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from conftest import git
-from test_serve import Server, sample_repo, server_env
+from test_serve import sample_repo, server_env
+from test_serve_hostile_http import Drained
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance, negative_data_rejection]
@@ -45,30 +43,6 @@ STREAMS = {"/api/v2/events"}
 AGENT = "fuzz-bot"
 REAL = {"agent_id": AGENT, "tool_id": "web-search", "action_id": "lookup",
         "instruction_id": "persona", "corpus_id": "faq", "change_track_id": "1"}
-
-
-class Drained(Server):
-    """A server whose stderr (a line per request) is read as it comes: thousands of
-    requests would fill the pipe, and a server writing to a full pipe waits forever."""
-
-    def __init__(self, repo: Path, env: dict[str, str]) -> None:
-        super().__init__(repo, env)
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self.read, daemon=True)
-        self.reader.start()
-
-    def read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=30)
-        self.reader.join(timeout=10)
-        self.stderr = "".join(self.lines)
-        return code
 
 
 @pytest.fixture(scope="module")

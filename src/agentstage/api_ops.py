@@ -116,6 +116,14 @@ def check_values(edits: Sequence[Edit]) -> None:
                                  "must fit in 64 bits", hint="send it as a string")
 
 
+def check_message(field: str, text: str | None) -> None:
+    """A commit message or publish reason that git would not keep as sent: git ends a
+    message at a NUL, so the rest (a publish's record) would be lost."""
+    if text is not None and "\0" in text:
+        raise UsageError(f"the {field} holds a NUL character (\\u0000), which git cannot keep "
+                         "in a message", hint=f"send the {field} without it")
+
+
 def _check_text(text: str, where: str) -> None:
     try:
         text.encode("utf-8")
@@ -142,6 +150,7 @@ def edit_agent(store: Store, agent: str, plan: Plan, *, if_match: str | None = N
     move changed a field the edits touch, that is a Conflict. *if_match* must name the
     agent's staging version (else PreconditionFailed, nothing written)."""
     check_agent_id(agent)
+    check_message("message", message)
     base: dict[str, Any] | None = None
     for _attempt in range(ATTEMPTS):
         state = agent_state(store, agent)
@@ -177,7 +186,7 @@ def edit_agent(store: Store, agent: str, plan: Plan, *, if_match: str | None = N
                                 "request again")
         default = f"{agent}: {what}" if what else f"{agent}: " + ", ".join(
             ("unset " if e.remove else "set ") + p for e, p in zip(edits, paths, strict=True))
-        text = (message or "").strip() or default
+        text = (message or "").strip() or default.replace("\0", "\\0")  # values may hold NUL
         pause_point("api:edit-planned")  # a race test moves staging here
         try:
             result = commit_agent_files(store, agent, files, new_files, text, author,
@@ -220,6 +229,7 @@ def create_agent(store: Store, agent: str, fields: Mapping[str, Any],
     from agentstage.editing import AGENT_TEMPLATE, INSTRUCTIONS_TEMPLATE
 
     check_agent_id(agent)
+    check_message("message", message)
     name = fields.get("name")
     if not isinstance(name, str) or not name.strip():
         raise UsageError("a new agent needs a non-empty name", hint='send {"id": ..., '
@@ -241,7 +251,7 @@ def create_agent(store: Store, agent: str, fields: Mapping[str, Any],
             files = apply_edits(files, edits)
         except InvalidConfig as exc:
             raise _located(agent, exc) from None
-        text = (message or "").strip() or f"{agent}: new agent {name}"
+        text = (message or "").strip() or f"{agent}: new agent {name}".replace("\0", "\\0")
         return commit_agent_files(store, agent, None, files, text, author, parent)
 
     return _written(store, retrying(store, write), agent)
@@ -255,6 +265,7 @@ def rollback(store: Store, agent: str, action: str, change_track_id: str | int,
     from agentstage import rollback as ops
 
     tag = tag_of(agent, change_track_id)
+    check_message("reason", reason)
 
     def write() -> dict[str, Any]:
         state = agent_state(store, agent)
@@ -292,6 +303,7 @@ def publish(store: Store, agent: str, reason: str, author: str | None = None,
     from agentstage.publishing import publish as run
 
     check_agent_id(agent)  # before If-Match, whose refusal names the agent
+    check_message("reason", reason)
     if if_match is not None:
         check_if_match(agent, if_match, store.agent_tree(staging_head(store), agent))
     result: dict[str, Any] = run(store, agent, reason, author)
@@ -329,11 +341,17 @@ def history_page(store: Store, agent: str | None, author: str | None, since: str
                  ) -> dict[str, Any]:
     """{"publishes": entries newest first, "next_cursor": the tag to continue after, or
     None}. The cursor is the tag of the last entry of the previous page."""
-    from agentstage.publishing import add_signatures, history
+    from agentstage.publishing import add_signatures, history, parse_when
 
     size = 50 if limit is None else limit
     if not 1 <= size <= MAX_PAGE:
         raise UsageError(f"limit must be 1 to {MAX_PAGE}, got {size}")
+    for name, when in (("since", since), ("until", until)):
+        try:
+            if when:
+                parse_when(when)
+        except UsageError as exc:  # the same parse as history's, naming the parameter
+            raise UsageError(f"{name}: {exc.message}", hint=exc.hint) from None
     if agent is not None:
         return _agent_history_page(store, agent, author, since, until, size, cursor)
     entries = history(store, agent, author, since, until, None, signatures=False)

@@ -203,7 +203,7 @@ _GONE = _Gone()
 
 
 def _edit_file(name: str, raw: bytes | None, section: Section, edits: list[Edit]) -> bytes | None:
-    from agentstage.yamlload import parse_yaml
+    from agentstage.yamlload import MAX_FILE_BYTES, parse_yaml
 
     for n, edit in enumerate(edits):
         if raw is not None and edit.remove and section.is_list and len(edit.path) == 1:
@@ -227,6 +227,11 @@ def _edit_file(name: str, raw: bytes | None, section: Section, edits: list[Edit]
     yaml, tree = _load_rt(raw)
     tree = _Editor(name, section, rt=True).run(tree, edits)
     data = _dump(yaml, tree)
+    if len(data) > MAX_FILE_BYTES:  # the loader's cap: a value the file cannot hold
+        where = render_path(edits[0].path) if len(edits) == 1 else ""
+        raise InvalidConfig([Problem(name, None, where, f"the edited file would be {len(data)} "
+                                     f"bytes, over the cap of {MAX_FILE_BYTES}")],
+                            hint="shorten the value, or split it")
     try:
         back = parse_yaml(data, name).data
     except InvalidConfig as exc:

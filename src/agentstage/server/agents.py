@@ -44,7 +44,7 @@ router = APIRouter(prefix="/api/v2/agents", tags=["agents"],
 IfMatch = Annotated[str | None, Header(description="The agent's ETag this edit is based on")]
 WRITE = shape(Written, etag=True)
 Current = Mapping[str, Any]
-ENV_PATTERN = r"^(staging|production|v[0-9]+)$"
+ENV_PATTERN = r"^(staging|production|v[1-9][0-9]{0,17})$"
 
 
 class Body_(BaseModel):
@@ -175,7 +175,7 @@ def create(request: Request, store: StoreDep, who: Who, body: NewAgent) -> JSONR
 @router.get("/{agent_id}", **shape(Show, etag=True, not_modified=True))
 def show(request: Request, store: StoreDep, agent_id: AgentId,
          env: Annotated[str, Query(description="staging, production or vN",
-                                   json_schema_extra={"pattern": ENV_PATTERN})] = "staging",
+                                   pattern=ENV_PATTERN)] = "staging",
          if_none_match: Annotated[str | None, Header(
              description="An ETag of the agent on staging: 304 while it is current")] = None
          ) -> Response:

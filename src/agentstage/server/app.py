@@ -103,8 +103,20 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     message = {404: "no such endpoint", 405: "method not allowed here"}.get(
         exc.status_code, str(exc.detail))
     hint = "send a smaller body" if exc.status_code == 413 else "see /docs for the endpoints"
+    if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not read the body
+        message, hint = _unreadable(exc.__cause__), "send UTF-8 JSON"
     return JSONResponse(error_body(code, message, hint), exc.status_code,
                         headers=getattr(exc, "headers", None))
+
+
+def _unreadable(cause: BaseException) -> str:
+    """Why a body that is JSON by its Content-Type could not be read (json.loads failed
+    with something other than a syntax error)."""
+    if isinstance(cause, RecursionError):
+        return "the body is JSON nested too deeply to read"
+    if isinstance(cause, UnicodeError):
+        return "the body is not UTF-8 text"
+    return "the body cannot be read as JSON (a number with too many digits?)"
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -40,17 +40,51 @@ def error_body(code: str, message: str, hint: str | None = None,
 async def unicode_body(request: Request) -> None:
     """A dependency of the routes that take a body: JSON whose text is not Unicode (invalid
     UTF-8, or an escaped lone surrogate such as \\ud800, which JSON allows) is refused here,
-    before it can reach a commit message, a tag or a file."""
+    naming where, before it can reach a commit message, a tag or a file."""
     body = await request.body()
     if not body:
         return
     try:
-        json.dumps(json.loads(body.decode("utf-8")), ensure_ascii=False).encode("utf-8")
-    except UnicodeError:
-        raise UsageError("the body is not valid Unicode text (invalid UTF-8, or a lone "
-                         "surrogate such as \\ud800)", hint="send UTF-8 JSON") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"the body is not UTF-8 text (byte {exc.start} of it)",
+                         hint="send UTF-8 JSON") from None
+    try:
+        value = json.loads(text)
     except (ValueError, RecursionError):
         return  # not JSON: the route's own parsing says so
+    where = not_unicode(value)
+    if where is not None:
+        raise UsageError(f"{where or 'the body'}: the text is not valid Unicode (a lone "
+                         "surrogate such as \\ud800)", hint="send UTF-8 JSON")
+
+
+def not_unicode(value: Any) -> str | None:
+    """Where in a JSON value a string (a key or a value) is not valid Unicode: its path
+    (`set.description`, `0.text`; "" for the value itself), or None when all are."""
+    todo: list[tuple[Any, str]] = [(value, "")]
+    while todo:
+        item, path = todo.pop()
+        if isinstance(item, str) and not _encodes(item):
+            return path
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                where = f"{path}.{key}" if path else str(key)
+                if not _encodes(key):
+                    return f"{path} (a key)" if path else "(a key)"
+                todo.append((inner, where))
+        elif isinstance(item, list):
+            todo.extend((inner, f"{path}.{n}" if path else str(n))
+                        for n, inner in enumerate(item))
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class TooLarge(HTTPException):
@@ -80,7 +114,7 @@ class Guard:
             return
         headers = Headers(scope=scope)
         path: str = scope["path"]
-        refusal = self.refuse(scope["method"], path, headers)
+        refusal = self.refuse(scope["method"], path, headers, scope.get("raw_path") or b"")
         if refusal is not None:
             await self.answer(send, *refusal)
             return
@@ -103,7 +137,7 @@ class Guard:
 
         await self.app(scope, counted, send)
 
-    def refuse(self, method: str, path: str, headers: Headers
+    def refuse(self, method: str, path: str, headers: Headers, raw_path: bytes = b""
                ) -> tuple[int, dict[str, Any]] | None:
         host = headers.get("host")
         if path not in UNGUARDED and (host is None or host_name(host) not in self.hosts):
@@ -111,6 +145,11 @@ class Guard:
                 "usage", f"this server does not answer for the host {host!r}",
                 "use the address it printed, or start it with --allowed-host NAME for a name "
                 "a proxy forwards")
+        if path.startswith("/api/") and b"%2f" in raw_path.lower():
+            # routing reads the decoded path: an id holding "/" would reach another route
+            return 400, error_body(
+                "usage", "a path segment holds an encoded '/' (%2F): no id contains one",
+                "name an agent, entry or publish by its id (a publish by its number N)")
         if method not in SAFE_METHODS and self.cross_site(headers):
             return 403, error_body(
                 "policy", "a state-changing request from another site is refused",

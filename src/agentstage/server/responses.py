@@ -186,8 +186,8 @@ def entry_id(what: str) -> Any:
 AgentId = Annotated[str, Path(description=f"The agent id: {AGENT_ID_RULE}",
                               json_schema_extra={"pattern": f"^{AGENT_ID_RE.pattern}$"})]
 ChangeTrackId = Annotated[str, Path(
-    description="The publish: its version N, vN or its tag <agent>/vN",
-    json_schema_extra={"pattern": f"^([0-9]+|v[0-9]+|{AGENT_ID_RE.pattern}/v[0-9]+)$"})]
+    description="The publish: its version N (or vN)",
+    json_schema_extra={"pattern": "^v?[1-9][0-9]{0,17}$"})]
 ToolId = Annotated[str, entry_id("tool")]
 ActionId = Annotated[str, entry_id("action")]
 InstructionId = Annotated[str, entry_id("instruction")]
