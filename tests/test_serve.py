@@ -56,6 +56,16 @@ class Server:
         self.port = int(line.rpartition(":")[2])
         assert self.port > 0
         self.stderr = ""
+        # stderr (a line per request) is read as it comes: a server writing to a full pipe
+        # would wait forever after a few hundred requests
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
@@ -64,10 +74,13 @@ class Server:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            _out, self.stderr = self.proc.communicate(timeout=30)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _out, self.stderr = self.proc.communicate(timeout=10)
+            self.proc.wait(timeout=10)
+        if hasattr(self, "reader"):
+            self.reader.join(timeout=10)
+        self.stderr = "".join(getattr(self, "lines", []))
         return self.proc.returncode
 
 

@@ -33,8 +33,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from conftest import git
-from test_serve import sample_repo, server_env
-from test_serve_hostile_http import Drained
+from test_serve import Server, sample_repo, server_env
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance, negative_data_rejection]
@@ -46,9 +45,9 @@ REAL = {"agent_id": AGENT, "tool_id": "web-search", "action_id": "lookup",
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drained]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("fuzz")
-    running = Drained(sample_repo(base), server_env(base / "home"))
+    running = Server(sample_repo(base), server_env(base / "home"))
     with running.client() as http:
         assert http.post("/api/v2/agents", json={"id": AGENT, "name": "Fuzz"}).status_code \
             == 201
@@ -72,7 +71,7 @@ def strategy(operation: Any) -> Any:
     return st.one_of(options)
 
 
-def fuzz(served: Drained, operation: Any, seen: Counter[int]) -> None:
+def fuzz(served: Server, operation: Any, seen: Counter[int]) -> None:
     @given(case=strategy(operation))
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck), print_blob=False)
@@ -83,7 +82,7 @@ def fuzz(served: Drained, operation: Any, seen: Counter[int]) -> None:
     check()
 
 
-def test_every_operation_answers_as_documented(served: Drained) -> None:
+def test_every_operation_answers_as_documented(served: Server) -> None:
     schema = schemathesis.openapi.from_url(f"{served.url}/openapi.json")
     operations = [r.ok() for r in schema.get_all_operations()
                   if r.ok().path not in STREAMS]
@@ -108,7 +107,7 @@ def test_every_operation_answers_as_documented(served: Drained) -> None:
           f"{len(operations)} operations in {took:.0f} s")
 
 
-def test_the_server_and_repository_are_sound_after_fuzzing(served: Drained) -> None:
+def test_the_server_and_repository_are_sound_after_fuzzing(served: Server) -> None:
     with served.client() as http:
         assert http.get("/healthz").status_code == 200
         assert http.get(f"/api/v2/agents/{AGENT}").status_code in (200, 404)

@@ -9,10 +9,8 @@ shape, naming what is wrong; and nothing is written: every ref, the work tree an
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,36 +32,12 @@ CODES = {400: "usage", 401: "unauthenticated", 403: "policy", 404: "not_found",
 SCRIPT = "<script>alert(1)</script>"
 
 
-class Drained(Server):
-    """A server whose stderr (a line per request) is read as it comes: thousands of
-    requests would fill the pipe, and a server writing to a full pipe waits forever."""
-
-    def __init__(self, repo: Path, env: dict[str, str]) -> None:
-        super().__init__(repo, env)
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self.read, daemon=True)
-        self.reader.start()
-
-    def read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=30)
-        self.reader.join(timeout=10)
-        self.stderr = "".join(self.lines)
-        return code
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drained]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server over the sample agents and `bot` (a tool with an action, a corpus, an
     instruction), published as v1 and edited since."""
     base = tmp_path_factory.mktemp("hostile")
-    running = Drained(sample_repo(base), server_env(base / "home"))
+    running = Server(sample_repo(base), server_env(base / "home"))
     with running.client() as http:
         assert http.post("/api/v2/agents", json={"id": AGENT, "name": "Bot"}).status_code == 201
         http.patch(f"{API}/fields", json={"set": {
@@ -78,7 +52,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drained]:
 
 
 @pytest.fixture
-def http(served: Drained) -> Iterator[httpx.Client]:
+def http(served: Server) -> Iterator[httpx.Client]:
     with served.client() as client:
         yield client
 
@@ -88,7 +62,7 @@ def state(repo: Path) -> tuple[str, str]:
 
 
 @pytest.fixture
-def still(served: Drained) -> Iterator[None]:
+def still(served: Server) -> Iterator[None]:
     """Nothing written: every ref and the work tree as before, and git fsck clean."""
     before = state(served.repo)
     yield
@@ -197,7 +171,7 @@ def raw(port: int, data: bytes, timeout: float = 10) -> bytes:
     b"Content-Length: 2\r\nContent-Length: 3\r\n",
     b"Transfer-Encoding: gzip, chunked, identity\r\n",
 ])
-def test_broken_framing_is_400_and_reflects_nothing(served: Drained, still: None,
+def test_broken_framing_is_400_and_reflects_nothing(served: Server, still: None,
                                                     head: bytes) -> None:
     request = (f"POST {API}/publish HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n"
                "Content-Type: application/json\r\nConnection: close\r\n").encode() + head \
@@ -210,7 +184,7 @@ def test_broken_framing_is_400_and_reflects_nothing(served: Drained, still: None
 
 @pytest.mark.parametrize("target", [b"/api/v2/agents/\xff", b"/api/v2/agents/a b",
                                     b"/api/v2/agents/<script>"])
-def test_a_request_line_that_is_not_http_is_400(served: Drained, still: None,
+def test_a_request_line_that_is_not_http_is_400(served: Server, still: None,
                                                 target: bytes) -> None:
     answer = raw(served.port, b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1:"
                  + str(served.port).encode() + b"\r\nConnection: close\r\n\r\n")
@@ -218,7 +192,7 @@ def test_a_request_line_that_is_not_http_is_400(served: Drained, still: None,
     assert b"text/html" not in answer.lower()
 
 
-def test_a_body_sent_slowly_holds_no_lock(served: Drained, http: httpx.Client) -> None:
+def test_a_body_sent_slowly_holds_no_lock(served: Server, http: httpx.Client) -> None:
     """A client that announces a body and never sends it does not stop other writes, and
     writes nothing when it goes away."""
     with socket.create_connection(("127.0.0.1", served.port), timeout=10) as slow:
@@ -348,7 +322,7 @@ def test_an_encoded_slash_never_reaches_another_route(http: httpx.Client, still:
 # -- markup ------------------------------------------------------------------------------------
 
 
-def test_markup_in_texts_is_kept_and_comes_back_as_json(served: Drained,
+def test_markup_in_texts_is_kept_and_comes_back_as_json(served: Server,
                                                         http: httpx.Client) -> None:
     agent = "markup"
     url = f"/api/v2/agents/{agent}"
@@ -508,7 +482,7 @@ def test_values_git_or_the_files_cannot_hold_are_400(http: httpx.Client, still: 
     refused(http.request(method, url, json=body), 400, named)
 
 
-def test_a_publish_is_never_lost_from_history(served: Drained, http: httpx.Client) -> None:
+def test_a_publish_is_never_lost_from_history(served: Server, http: httpx.Client) -> None:
     """What a refused reason would have done: a tag whose record git cut off at the NUL,
     live in production and missing from the history."""
     agent = "kept"
