@@ -22,6 +22,13 @@ case "${1:-}" in
     ;;
   test)
     setup
+    # The browser tests drive Debian's Chromium (Playwright's own download cannot work
+    # here): installed when missing and this may (root with apt-get); else they are skipped.
+    if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "installing Debian's chromium for the browser tests (apt-get)" >&2
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
     .venv/bin/ruff check src tests bench
     .venv/bin/mypy
     .venv/bin/python -m pytest "${@:2}"
