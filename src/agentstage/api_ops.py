@@ -7,6 +7,7 @@ history. Each composes the operations and the store; none knows HTTP.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from agentstage.agents import agent_state, load_at, parse_tag, staging_head
@@ -24,6 +25,17 @@ from agentstage.store import STAGING, Lru, Store
 ATTEMPTS = 5  # a write that keeps losing races to unrelated changes gives up after these
 T = TypeVar("T")
 Plan = Callable[[Mapping[str, Any]], Sequence[Edit]]
+# serve --remote: pushes staging, moved by a write from the given commit, before the write
+# is acknowledged (replica.share); a push that lost a race leaves staging at the remote's
+# and raises Conflict, so the write is planned again there
+SHARE: ContextVar[Callable[[Store, str | None], None] | None] = ContextVar("share",
+                                                                         default=None)
+
+
+def _shared(store: Store, before: str | None) -> None:
+    share = SHARE.get()
+    if share is not None:
+        share(store, before)
 
 
 class PreconditionFailed(Conflict):
@@ -191,6 +203,7 @@ def edit_agent(store: Store, agent: str, plan: Plan, *, if_match: str | None = N
         try:
             result = commit_agent_files(store, agent, files, new_files, text, author,
                                         state.staging)
+            _shared(store, state.staging)
         except Conflict:
             if store.ref(STAGING) == state.staging:
                 raise
@@ -209,14 +222,16 @@ def _located(agent: str, exc: InvalidConfig) -> InvalidConfig:
 
 def retrying(store: Store, write: Callable[[], T]) -> T:
     """Run *write* again when it lost a race: a Conflict while staging moved."""
-    for _attempt in range(ATTEMPTS - 1):
+    for attempt in range(ATTEMPTS):
         before = store.ref(STAGING)
         try:
-            return write()
+            result = write()
+            _shared(store, before)
+            return result
         except Conflict:
-            if store.ref(STAGING) == before:
+            if store.ref(STAGING) == before or attempt == ATTEMPTS - 1:
                 raise
-    return write()
+    raise AssertionError("unreachable")
 
 
 AGENT_TEMPLATE_MODEL = {"provider": "openai", "name": "gpt-4o", "temperature": 0.2}

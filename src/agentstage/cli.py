@@ -778,9 +778,13 @@ def _one_line(value: Any) -> str:
 @click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
               help="Another Host name to answer for (e.g. the public name a reverse proxy "
                    "forwards); repeatable.")
+@click.option("--remote", metavar="NAME",
+              help="Serve a clone of the git remote NAME: every write is pushed there before "
+                   "it is answered, and the clone follows it every second (README: Running "
+                   "several servers).")
 @pass_ctx
 def serve(obj: Context, host: str, port: int, auth: str, tokens: str | None,
-          allowed_hosts: tuple[str, ...]) -> None:
+          allowed_hosts: tuple[str, ...], remote: str | None) -> None:
     """Serve the repository over HTTP: the JSON API under /api/v2 (edit staging, review,
     publish, history, revert and restore), the delivery API agent runtimes read production
     from, /openapi.json with /docs, and /healthz.
@@ -795,11 +799,12 @@ def serve(obj: Context, host: str, port: int, auth: str, tokens: str | None,
       agentstage -C /srv/agents serve --port 8080
       agentstage serve --host 0.0.0.0 --auth tokens --allowed-host agents.example.com
       agentstage serve --auth header:X-Forwarded-User --allowed-host agents.example.com
+      agentstage -C /srv/replica.git serve --remote origin --auth tokens
       curl -s http://127.0.0.1:8377/api/v2/agents/support-bot/staging-diff
     """
     from agentstage.server.run import serve as run_server
 
-    run_server(obj.repo, host, port, auth, obj.author, allowed_hosts, tokens)
+    run_server(obj.repo, host, port, auth, obj.author, allowed_hosts, tokens, remote)
 
 
 @cli.group()

@@ -25,6 +25,7 @@ from agentstage.errors import (
     Unauthenticated,
     UsageError,
 )
+from agentstage.replica import Unreachable
 from agentstage.server.auth import Auth, PolicyCache
 from agentstage.server.guard import Guard, error_body
 from agentstage.server.metrics import Metrics, Observe
@@ -42,6 +43,7 @@ STATUSES: tuple[tuple[type[AgentstageError], int, str], ...] = (
     (InvalidConfig, 422, "invalid"),
     (PolicyDenied, 403, "policy"),
     (Unauthenticated, 401, "unauthenticated"),
+    (Unreachable, 503, "unavailable"),
 )
 
 
@@ -126,8 +128,10 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(repo: str | Path, auth: Auth | None = None,
-               hosts: Iterable[str] = ("localhost", "127.0.0.1", "::1")) -> FastAPI:
-    """The app serving *repo* (checkout or bare), answering for the Host names *hosts*."""
+               hosts: Iterable[str] = ("localhost", "127.0.0.1", "::1"),
+               remote: str | None = None) -> FastAPI:
+    """The app serving *repo* (checkout or bare), answering for the Host names *hosts*;
+    with *remote*, a clone that pushes every write there and follows it (replica.py)."""
     from agentstage.server import agents, delivery, events, pages, publishing
     from agentstage.server.fastpath import App, FastPath
 
@@ -138,6 +142,12 @@ def create_app(repo: str | Path, auth: Auth | None = None,
     app.state.auth = auth = auth or Auth("none", _cli_identity(repo))
     app.state.policy = PolicyCache()
     app.state.write_lock = threading.Lock()
+    app.state.replica = None
+    if remote is not None:
+        from agentstage.replica import Replica
+
+        app.state.replica = Replica(str(repo), remote, app.state.write_lock)
+        app.state.replica.start()  # caught up before the first request, then every second
     app.state.metrics = metrics = Metrics()
     app.state.delivery = cache = delivery.Cache()
     from agentstage.webhooks import Worker

@@ -236,6 +236,8 @@ def _held(lock: threading.Lock) -> Iterator[None]:
 
 def one_writer(request: Request, write: Callable[[], T]) -> T:
     """Run *write* while no other request of this server writes: its own writes never race
-    each other; a race with another process is handled by the operation (retry or 409)."""
+    each other; a race with another process is handled by the operation (retry or 409).
+    A server following a remote (--remote) follows it first and pushes before answering."""
     with _held(request.app.state.write_lock):
-        return write()
+        replica = getattr(request.app.state, "replica", None)
+        return write() if replica is None else replica.write(write)

@@ -54,7 +54,8 @@ def make_auth(store: Store, mode: str, author: str | None, tokens: str | None) -
 
 
 def serve(repo: str | None, host: str, port: int, auth: str, author: str | None,
-          allowed_hosts: Sequence[str] = (), tokens: str | None = None) -> int:
+          allowed_hosts: Sequence[str] = (), tokens: str | None = None,
+          remote: str | None = None) -> int:
     """Serve the repository around *repo* until SIGTERM or SIGINT; 0 after a clean stop."""
     import uvicorn
 
@@ -73,6 +74,11 @@ def serve(repo: str | None, host: str, port: int, auth: str, author: str | None,
     store = Store.open(repo)
     where = str(store.workdir or store.git_dir)
     who = make_auth(store, auth, author, tokens)
+    if remote is not None:
+        from agentstage.replica import check
+
+        for line in check(store, remote):  # before binding: a usage error changes nothing
+            print(f"agentstage: {line}", file=sys.stderr, flush=True)
     bind = "127.0.0.1" if host.lower() == "localhost" else host.strip("[]")
     family = socket.AF_INET6 if ":" in bind else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -88,7 +94,7 @@ def serve(repo: str | None, host: str, port: int, auth: str, author: str | None,
     bound = sock.getsockname()[1]
     shown = f"[{bind}]" if family == socket.AF_INET6 else bind
     hosts = {bind.lower(), "localhost", *(h.lower() for h in allowed_hosts)}
-    app = create_app(where, who, hosts=hosts)
+    app = create_app(where, who, hosts=hosts, remote=remote)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             server_header=False, timeout_graceful_shutdown=30)
     handler = logging.StreamHandler(sys.stderr)
@@ -99,8 +105,9 @@ def serve(repo: str | None, host: str, port: int, auth: str, author: str | None,
     access.propagate = False
     print(f"http://{shown}:{bound}", flush=True)
     acting = f"as {who.fixed}" if who.fixed else "for each request's identity"
-    print(f"agentstage: serving {where} {acting} (--auth {who.describe}); stop with Ctrl-C "
-          "or SIGTERM", file=sys.stderr, flush=True)
+    following = f", following {remote}" if remote else ""
+    print(f"agentstage: serving {where} {acting} (--auth {who.describe}{following}); stop "
+          "with Ctrl-C or SIGTERM", file=sys.stderr, flush=True)
     # uvicorn finishes the requests in flight on SIGTERM or SIGINT, then raises the signal
     # again to whatever handler was there before it: these make that a clean exit 0.
     for name in (signal.SIGTERM, signal.SIGINT):
@@ -113,6 +120,8 @@ def serve(repo: str | None, host: str, port: int, auth: str, author: str | None,
     try:
         Server(config).run(sockets=[sock])
     finally:
+        if app.state.replica is not None:
+            app.state.replica.stop()
         app.state.events.close()
         access_lines.flush()
     print("agentstage: stopped", file=sys.stderr, flush=True)
