@@ -501,7 +501,7 @@ def _warn_bad_agent_dirs(store: Store) -> None:
 
 
 @cli.command()
-@click.argument("agent")
+@click.argument("agents", nargs=-1, required=True)
 @click.option("-m", "--message", "reason", help="Why this goes live (recorded); required, except "
               "with --dry-run.")
 @click.option("--dry-run", is_flag=True, help="Show what would be published; change nothing.")
@@ -517,16 +517,26 @@ def _warn_bad_agent_dirs(store: Store) -> None:
 @click.option("--sign/--no-sign", default=None,
               help="Sign the tag as git tag -s does (gpg.format, user.signingkey), so git tag "
                    "-v verifies it. Default: git config agentstage.sign.")
+@click.option("--skip-unchanged", is_flag=True,
+              help="With several agents: leave out those with nothing to publish instead of "
+                   "refusing all (exit 3).")
 @format_option("text", "json")
 @pass_ctx
-def publish(obj: Context, agent: str, reason: str | None, dry_run: bool, remote: str | None,
-            no_push: bool, allow_empty: bool, sign: bool | None, fmt: str) -> None:
-    """Make staging live for one agent.
+def publish(obj: Context, agents: tuple[str, ...], reason: str | None, dry_run: bool,
+            remote: str | None, no_push: bool, allow_empty: bool, sign: bool | None,
+            skip_unchanged: bool, fmt: str) -> None:
+    """Make staging live for one agent, or for several at once (all or none).
 
     production/AGENT fast-forwards to staging and an annotated tag AGENT/vN
     records who, when, why and what changed. Refused when staging is identical
     to production or differs only in comments (exit 3), invalid (4), or
     production is not an ancestor of staging (5).
+
+    Several agents (publish A B ... -m WHY) are a release: every one is checked
+    first and any refusal refuses all (naming the agent; --skip-unchanged leaves
+    out those with nothing to publish), then all tags and production refs are
+    written together and pushed in one atomic push; each record names the
+    release's tags. --format json prints {"release", "publishes", "skipped"}.
 
     In a clone whose staging tracks a remote, the remote is fetched first; a
     staging that is behind it or has diverged is refused (5, with the git pull to
@@ -539,9 +549,40 @@ def publish(obj: Context, agent: str, reason: str | None, dry_run: bool, remote:
       agentstage publish support-bot --dry-run
       agentstage publish support-bot -m "Warmer replies" --push origin
       agentstage publish support-bot -m "Try it here first" --no-push
+      agentstage publish support-bot billing-bot -m "New refund policy, both bots"
     """
-    _publish(obj, agent, reason, dry_run, remote, no_push, fmt, allow_empty=allow_empty,
+    if len(agents) > 1:
+        _publish_many(obj, agents, reason, dry_run, remote, no_push, fmt, sign,
+                      allow_empty=allow_empty, skip_unchanged=skip_unchanged)
+        return
+    _publish(obj, agents[0], reason, dry_run, remote, no_push, fmt, allow_empty=allow_empty,
              sign=sign)
+
+
+def _publish_many(obj: Context, agents: tuple[str, ...], reason: str | None, dry_run: bool,
+                  remote: str | None, no_push: bool, fmt: str, sign: bool | None,
+                  **options: bool) -> None:
+    from agentstage import publishing, render
+    from agentstage.errors import warn
+
+    if remote and no_push:
+        raise UsageError("--push and --no-push contradict each other",
+                         hint="pass one of them")
+    out = publishing.publish_many(obj.store, agents, reason, obj.author, dry_run, push=remote,
+                                  local_only=no_push, sign=sign, **options)
+    for result in out["publishes"]:
+        for line in result.get("repaired", []):
+            warn(line)
+
+    def text() -> str:
+        color = use_color()
+        verb = "Would publish" if out.get("dry_run") else "Published"
+        lines = [f"{verb} together: {', '.join(out['release'])}"]
+        lines += [f"left out (nothing to publish): {a}" for a in out["skipped"]]
+        body = "\n".join(render.publish_text(r, color) for r in out["publishes"])
+        return "\n".join(lines) + "\n\n" + body + _pushed_text(out)
+
+    emit(fmt, out, text)
 
 
 def _publish(obj: Context, agent: str, reason: str | None, dry_run: bool, remote: str | None,

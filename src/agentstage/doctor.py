@@ -11,7 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentstage.agents import VERSION_RE, Versions, load_at, resolve_identity, versions_of
+from agentstage.agents import (
+    VERSION_RE,
+    Versions,
+    latest_version,
+    load_at,
+    resolve_identity,
+    versions_of,
+)
 from agentstage.errors import AgentstageError
 from agentstage.ids import is_agent_id
 from agentstage.publishing import parse_record, read_record
@@ -334,6 +341,13 @@ def _check_agent(store: Store, agent: str, versions: list[int], staging: str | N
     return out
 
 
+def _at_newest(store: Store, agent: str) -> bool:
+    """Whether the agent's production ref is at its newest publish tag."""
+    version = latest_version(store, agent)
+    info = store.tag(f"{agent}/v{version}") if version else None
+    return info is not None and store.ref(production_ref(agent)) == info.target
+
+
 def doctor(store: Store, repair: bool = False, lock_age: float = 600.0,
            author: str | None = None) -> dict[str, Any]:
     findings = check(store, lock_age)
@@ -351,7 +365,8 @@ def doctor(store: Store, repair: bool = False, lock_age: float = 600.0,
                 from agentstage.publishing import reconcile
 
                 agent = finding["where"].removeprefix(PRODUCTION_PREFIX)
-                if not reconcile(store, agent, who):
+                # an agent published with others: their repair completed it too
+                if not reconcile(store, agent, who) and not _at_newest(store, agent):
                     continue
             finding["repaired"] = True
     left = [f for f in findings if not f["repaired"] and f["severity"] == "problem"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from time import sleep
 from typing import TYPE_CHECKING, Any
@@ -29,10 +30,17 @@ from agentstage.errors import (
     UsageError,
     warn,
 )
-from agentstage.faults import crash_point
+from agentstage.faults import crash_point, pause_point
 from agentstage.ids import check_agent_id, is_agent_id
 from agentstage.marks import pending_marks
-from agentstage.remote import check_staging_current, fetch, push_publish, upstream
+from agentstage.remote import (
+    Upstream,
+    check_staging_current,
+    fetch,
+    push_publish,
+    push_release,
+    upstream,
+)
 from agentstage.semdiff import diff_configs
 from agentstage.store import (
     STAGING,
@@ -152,11 +160,136 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
     directory is removed from staging (one commit) and that is published. *sign* (None:
     `git config agentstage.sign`) signs the tag as `git tag -s` does."""
     check_agent_id(agent)
+    reason = _reason(reason, dry_run, retire)
+    up, target, ahead = _fetch_first(store, push, local_only, dry_run)
+    who = None if dry_run else resolve_identity(store, author)
+    signer = _signing_key(store, who, reason, sign)  # a signing problem: before any write
+    plan = _plan(store, agent, who, target, reason, retire=retire, allow_empty=allow_empty)
+    ahead = ahead or (up is not None and plan.moved_staging)
+    state, tag, version, result = plan.state, plan.tag, plan.version, plan.result
+    if who is None:
+        return result
+    message = f"{reason}\n\n{RECORD_MARKER}\n{json.dumps(plan.record, sort_keys=True)}\n"
+    tag_oid = store.write_tag(tag, state.staging, who, message, sign=None if signer is None
+                              else lambda payload: _sign(signer, payload))
+    crash_point("publish:after-tag-object")
+    # The tag first (production locked and checked, not moved), then production: a crash
+    # in between leaves a tag ahead of production, which the next publish completes.
+    prod = production_ref(agent)
+    store.update_refs({tag_ref(agent, version): (None, tag_oid)}, f"agentstage publish {tag}",
+                      who, expect={prod: state.local})
+    crash_point("publish:after-tag")
+    _move_production(store, prod, state.local, state.staging, tag, who)
+    if target is not None:
+        push_publish(store, target, agent, [tag], previous_production=state.local,
+                     staging=ahead and target == state.remote, also=plan.approval_refs(store))
+        result["pushed"] = target
+        if ahead and target == state.remote:
+            result["pushed_staging"] = True
+    elif up is not None:
+        result["local_only"] = True
+        result["push_command"] = (f"git push --atomic {up.remote} {prod} refs/tags/{tag}"
+                                  + (" staging" if ahead else ""))
+    return result
+
+
+def publish_many(store: Store, agents: Sequence[str], reason: str | None,
+                 author: str | None = None, dry_run: bool = False, *,
+                 push: str | None = None, local_only: bool = False,
+                 allow_empty: bool = False, skip_unchanged: bool = False,
+                 sign: bool | None = None) -> dict[str, Any]:
+    """Publish several agents at once, all or none (a release): every agent is checked
+    first (any refusal refuses all, naming the agent; with *skip_unchanged* an agent with
+    nothing to publish is left out instead), then every tag is written in one ref
+    transaction and every production ref in the next (the order of a single publish, so
+    a crash between leaves tags ahead of production, which the next publish of any of
+    them or `doctor --repair` completes), then one atomic push. Each record's "release"
+    names every tag of the release. Returns {"release": [tags], "publishes": [publish
+    shapes], "skipped": [agents]}."""
+    if not agents:
+        raise UsageError("name the agents to publish", hint="agentstage publish A B -m 'why'")
+    for agent in agents:
+        check_agent_id(agent)
+    doubled = sorted({a for a in agents if list(agents).count(a) > 1})
+    if doubled:
+        raise UsageError(f"{', '.join(doubled)} named more than once",
+                         hint="name each agent once")
+    reason = _reason(reason, dry_run)
+    up, target, ahead = _fetch_first(store, push, local_only, dry_run)
+    who = None if dry_run else resolve_identity(store, author)
+    signer = _signing_key(store, who, reason, sign)
+    plans: list[_Plan] = []
+    skipped: list[str] = []
+    for agent in agents:
+        try:
+            plans.append(_plan(store, agent, who, target, reason, allow_empty=allow_empty))
+        except NothingToPublish as exc:
+            if skip_unchanged:
+                skipped.append(agent)
+                continue
+            others = [a for a in agents if a != agent]
+            raise NothingToPublish(
+                f"{exc.message}: nothing of the release was published",
+                hint=f"publish the others without it (agentstage publish {' '.join(others)} "
+                     "-m ...), or pass --skip-unchanged" if others else exc.hint,
+                payload={**(exc.payload or {}), "release": list(agents)}) from None
+    if not plans:
+        raise NothingToPublish(f"{', '.join(agents)}: staging is identical to production "
+                               "for every one, nothing to publish",
+                               hint="change one first, e.g. agentstage set AGENT PATH=VALUE",
+                               payload={"published": False, "has_changes": False,
+                                        "release": [], "skipped": skipped})
+    release = [p.tag for p in plans]
+    out: dict[str, Any] = {"release": release, "publishes": [p.result for p in plans],
+                           "skipped": skipped}
+    if who is None:
+        out["dry_run"] = True
+        return out
+    pause_point("publish:planned")  # a race test moves a production ref here
+    tag_oids: dict[str, str] = {}
+    for plan in plans:
+        record = {**plan.record, "release": release}
+        message = f"{reason}\n\n{RECORD_MARKER}\n{json.dumps(record, sort_keys=True)}\n"
+        tag_oids[tag_ref(plan.state.agent, plan.version)] = store.write_tag(
+            plan.tag, plan.state.staging, who, message,
+            sign=None if signer is None else lambda payload: _sign(signer, payload))
+    crash_point("publish:after-tag-object")
+    label = f"agentstage publish {' '.join(release)}"
+    store.update_refs({name: (None, oid) for name, oid in tag_oids.items()}, label, who,
+                      expect={production_ref(p.state.agent): p.state.local for p in plans})
+    crash_point("publish:after-tag")
+    _move_productions(store, {production_ref(p.state.agent): (p.state.local, p.state.staging)
+                              for p in plans}, label, who)
+    staging = ahead and any(target == p.state.remote for p in plans)
+    if target is not None:
+        push_release(store, target, [(p.state.agent, p.tag, p.state.local) for p in plans],
+                     staging=staging, also=[r for p in plans for r in p.approval_refs(store)])
+        for result in out["publishes"]:
+            result["pushed"] = target
+        out["pushed"] = target
+        if staging:
+            out["pushed_staging"] = True
+    elif up is not None:
+        out["local_only"] = True
+        out["push_command"] = (f"git push --atomic {up.remote} " + " ".join(
+            f"{production_ref(p.state.agent)} refs/tags/{p.tag}" for p in plans)
+            + (" staging" if ahead else ""))
+    return out
+
+
+def _reason(reason: str | None, dry_run: bool, retire: bool = False) -> str:
     reason = (reason or "").strip()
     if not reason and not dry_run:
         raise UsageError(f"a {'retire' if retire else 'publish'} needs a reason",
                          hint="pass -m 'why it leaves production'" if retire else
                          "pass -m 'why this goes live'")
+    return reason
+
+
+def _fetch_first(store: Store, push: str | None, local_only: bool, dry_run: bool
+                 ) -> tuple[Upstream | None, str | None, bool]:
+    """(the upstream, the remote to push to or None, whether staging is ahead of the
+    upstream's): the remote fetched first, a staging behind it or diverged refused."""
     up = upstream(store)
     target = push or (up.remote if up is not None and not local_only else None)
     ahead = False
@@ -168,17 +301,41 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
                 raise
             warn(f"{exc.message}; publishing from what this clone last fetched")
         ahead = check_staging_current(store, up)
-    who = None if dry_run else resolve_identity(store, author)
-    signer = _signing_key(store, who, reason, sign)  # a signing problem: before any write
+    return up, target, ahead
+
+
+@dataclass
+class _Plan:
+    """One agent's publish, checked and ready to write (or a dry run's answer)."""
+
+    state: AgentState
+    version: int
+    tag: str
+    approved: list[dict[str, Any]]
+    result: dict[str, Any]
+    record: dict[str, Any]
+    moved_staging: bool = False  # a retire committed the agent's removal to staging
+
+    def approval_refs(self, store: Store) -> list[str]:
+        from agentstage.approvals import approval_ref
+
+        tree = store.agent_tree(self.state.staging, self.state.agent) or ""
+        return [approval_ref(self.state.agent, tree, a["id"]) for a in self.approved]
+
+
+def _plan(store: Store, agent: str, who: Identity | None, target: str | None, reason: str,
+          *, retire: bool = False, allow_empty: bool = False) -> _Plan:
+    """Everything a publish of *agent* checks before it writes (an interrupted publish
+    completed first): the refusals are raised, nothing of the publish is written (a retire
+    has committed the agent's removal to staging)."""
     repaired = reconcile(store, agent, who) if who is not None else []
     state = agent_state(store, agent)
+    start = state.staging
     _refuse_unverified(store, state)
     if target is not None and target == state.remote:
         _refuse_unpushed(store, state)
     if retire:
-        retired = _retire_on_staging(store, state, reason, who)
-        ahead = ahead or (up is not None and retired.staging != state.staging)
-        state = retired
+        state = _retire_on_staging(store, state, reason, who)
     elif store.agent_tree(state.staging, agent) is None:
         hint = (f"to take it out of production: agentstage retire {agent} -m 'why'"
                 if state.in_production else "nothing to publish from staging")
@@ -238,7 +395,7 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
         approved = [a.as_record() for a in for_publish(store, agent, tree or "", who)]
     previous = f"{agent}/v{state.version}" if state.version else None
     result: dict[str, Any] = {
-        "agent": agent, "published": not dry_run, "version": version, "tag": tag,
+        "agent": agent, "published": who is not None, "version": version, "tag": tag,
         "commit": state.staging, "previous": previous, "changes": diff["changes"],
         **marks,
     }
@@ -250,7 +407,6 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
         result["repaired"] = repaired
     if who is None:
         result["dry_run"] = True
-        return result
     record = {
         "agent": agent, "version": version, "previous": previous,
         "staging_commit": state.staging, "production_before": state.production,
@@ -259,32 +415,8 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
         **({"approvals": approved} if approved else {}),
         "changes": diff["changes"],
     }
-    message = f"{reason}\n\n{RECORD_MARKER}\n{json.dumps(record, sort_keys=True)}\n"
-    tag_oid = store.write_tag(tag, state.staging, who, message, sign=None if signer is None
-                              else lambda payload: _sign(signer, payload))
-    crash_point("publish:after-tag-object")
-    # The tag first (production locked and checked, not moved), then production: a crash
-    # in between leaves a tag ahead of production, which the next publish completes.
-    prod = production_ref(agent)
-    store.update_refs({tag_ref(agent, version): (None, tag_oid)}, f"agentstage publish {tag}",
-                      who, expect={prod: state.local})
-    crash_point("publish:after-tag")
-    _move_production(store, prod, state.local, state.staging, tag, who)
-    if target is not None:
-        from agentstage.approvals import approval_ref
-
-        tree = store.agent_tree(state.staging, agent) or ""
-        push_publish(store, target, agent, [tag], previous_production=state.local,
-                     staging=ahead and target == state.remote,
-                     also=[approval_ref(agent, tree, a["id"]) for a in approved])
-        result["pushed"] = target
-        if ahead and target == state.remote:
-            result["pushed_staging"] = True
-    elif up is not None:
-        result["local_only"] = True
-        result["push_command"] = (f"git push --atomic {up.remote} {prod} refs/tags/{tag}"
-                                  + (" staging" if ahead else ""))
-    return result
+    return _Plan(state, version, tag, approved, result, record,
+                 moved_staging=state.staging != start)
 
 
 def _signing_key(store: Store, who: Identity | None, reason: str, sign: bool | None
@@ -310,20 +442,30 @@ def _sign(key: SigningKey, payload: bytes) -> bytes:
 
 def _move_production(store: Store, prod: str, old: str | None, new: str, tag: str,
                      who: Identity) -> None:
-    """Move production to the commit its tag (already written) names. Another command
-    may hold production's lock for a moment (a publish checking it), or complete this
-    publish first (the next publish does, before its own): production at our commit, or
-    already past it, is our publish done; a held lock is waited for, briefly."""
+    _move_productions(store, {prod: (old, new)}, f"agentstage publish {tag}", who)
+
+
+def _move_productions(store: Store, moves: dict[str, tuple[str | None, str]], message: str,
+                      who: Identity) -> None:
+    """Move production refs (in one ref transaction) to the commits their tags (already
+    written) name. Another command may hold a production's lock for a moment (a publish
+    checking it), or complete this publish first (the next publish does, before its own):
+    production at our commit, or already past it, is that move done; a held lock is waited
+    for, briefly."""
+    pending = dict(moves)
     for attempt in range(50):
         try:
-            store.update_refs({prod: (old, new)}, f"agentstage publish {tag}", who)
+            store.update_refs(pending, message, who)
             return
         except Conflict:
-            now = store.ref(prod)
-            if now is not None and store.is_ancestor(new, now):
+            for prod, (old, new) in list(pending.items()):
+                now = store.ref(prod)
+                if now is not None and store.is_ancestor(new, now):
+                    del pending[prod]
+                elif now != old or attempt == 49:
+                    raise
+            if not pending:
                 return
-            if now != old or attempt == 49:
-                raise
             sleep(0.02)
 
 
@@ -385,32 +527,65 @@ def _refuse_unpushed(store: Store, state: AgentState) -> None:
 
 def reconcile(store: Store, agent: str, who: Identity) -> list[str]:
     """Complete an interrupted publish: a newest tag ahead of production moves production
-    to it. Returns what was repaired, for the command to say.
+    to it, and so do the other tags of its release (a publish of several agents) left
+    the same way, in one ref transaction. Returns what was repaired, for the command to
+    say.
 
     In a clone, a missing local production ref, or one the team's publishes left behind,
     is not an interrupted publish: production is read from the tags there."""
+    found = _interrupted(store, agent)
+    if found is None:
+        return []
+    moves = {production_ref(agent): found}
+    for name in _release(found[1]):
+        other = name.partition("/v")[0]
+        if other == agent or not is_agent_id(other):
+            continue
+        try:
+            sibling = _interrupted(store, other)
+        except AgentstageError:
+            continue
+        if sibling is not None and sibling[1].name == name:
+            moves[production_ref(other)] = sibling
+    try:
+        store.update_refs({prod: (production, info.target)
+                           for prod, (production, info) in moves.items()},
+                          "agentstage repair: complete publish "
+                          + " ".join(info.name for _p, info in moves.values()), who)
+    except Conflict:
+        return []  # someone else moved one meanwhile: nothing of ours to repair
+    return [f"completed an interrupted publish: {prod} moved to {info.name} "
+            f"({info.target[:12]})" for prod, (_p, info) in moves.items()]
+
+
+def _release(info: TagInfo) -> list[str]:
+    """The tags a publish record names as its release (empty for a single publish)."""
+    try:
+        named = read_record(info)[1].get("release", [])
+    except AgentstageError:
+        return []
+    return [n for n in named if isinstance(n, str)] if isinstance(named, list) else []
+
+
+def _interrupted(store: Store, agent: str) -> tuple[str | None, TagInfo] | None:
+    """(production, the newest tag) when the agent's newest publish tag is ahead of its
+    production and verifies (an interrupted publish); None otherwise."""
     version = latest_version(store, agent)
     if version == 0:
-        return []
+        return None
     info = store.tag(f"{agent}/v{version}")
     production = store.ref(production_ref(agent))
     if info is None or production == info.target:
-        return []
+        return None
     found = store.upstream(STAGING)
     if found is not None and (production is None or store.remote_ref(
             found[0], production_ref(agent)) == info.target):
-        return []
+        return None
     if production is not None and not store.is_ancestor(production, info.target):
-        return []  # production moved by other means: not an interrupted publish
+        return None  # production moved by other means: not an interrupted publish
     if unverified(store, info):
-        return []  # not a publish agentstage made: never applied (publish and doctor say so)
-    try:
-        store.update_refs({production_ref(agent): (production, info.target)},
-                          f"agentstage repair: complete publish {info.name}", who)
-    except Conflict:
-        return []  # someone else moved it meanwhile: nothing of ours to repair
-    return [f"completed an interrupted publish: {production_ref(agent)} moved to "
-            f"{info.name} ({info.target[:12]})"]
+        return None  # not a publish agentstage made: never applied (publish and doctor say so)
+    return production, info
 
 
 def unverified(store: Store, info: TagInfo) -> list[str]:
@@ -490,6 +665,7 @@ def parse_record(info: TagInfo) -> dict[str, Any]:
         "staging_commit": record.get("staging_commit"),
         "retired": bool(record.get("retired", False)),
         "approvals": record.get("approvals", []),
+        "release": _release(info),
     }
 
 

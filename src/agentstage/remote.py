@@ -115,26 +115,45 @@ def push_publish(store: Store, remote: str, agent: str, tags: str | Sequence[str
     there. *also* names more refs the push carries (the approvals a publish lists), left
     as they are when it fails."""
     tags = [tags] if isinstance(tags, str) else list(tags)
-    prod = production_ref(agent)
+    if previous_production is _UNSET:
+        if not tags or store.ref(production_ref(agent)) is None or any(
+                store.ref(TAG_PREFIX + t) is None for t in tags):
+            raise NotFound(f"no local publish {', '.join(tags)} to push",
+                           hint="run agentstage publish first")
+        previous_production = _production_before(store, tags[0])
+    _push(store, remote, {agent: previous_production}, tags, staging, also)
+
+
+def push_release(store: Store, remote: str, publishes: Sequence[tuple[str, str, str | None]],
+                 staging: bool = False, also: Sequence[str] = ()) -> None:
+    """One `git push --atomic` of a release: each (agent, tag, production before) pushes
+    production/<agent> and its tag, all or none; a refusal takes every one back here, as
+    push_publish does for one."""
+    _push(store, remote, {agent: before for agent, _tag, before in publishes},
+          [tag for _agent, tag, _before in publishes], staging, also)
+
+
+def _push(store: Store, remote: str, before: dict[str, str | None], tags: list[str],
+          staging: bool, also: Sequence[str]) -> None:
+    prods = {production_ref(agent): old for agent, old in before.items()}
     tag_refs = [TAG_PREFIX + t for t in tags]
-    new_prod = store.ref(prod)
+    new_prods = {prod: store.ref(prod) for prod in prods}
     tag_oids = {name: store.ref(name) for name in tag_refs}
-    if new_prod is None or None in tag_oids.values():
+    if not tags or None in new_prods.values() or None in tag_oids.values():
         raise NotFound(f"no local publish {', '.join(tags)} to push",
                        hint="run agentstage publish first")
-    if previous_production is _UNSET:
-        previous_production = _production_before(store, tags[0])
-    specs = [f"{r}:{r}" for r in ([STAGING] if staging else []) + [prod, *tag_refs, *also]]
+    specs = [f"{r}:{r}" for r in ([STAGING] if staging else []) + [*prods, *tag_refs, *also]]
     done = _git(store, "push", "--atomic", "--porcelain", remote, *specs)
     if done.returncode == 0:
         return
     shown = ", ".join(tags)
     store.update_refs({**{name: (oid, None) for name, oid in tag_oids.items()},
-                       prod: (new_prod, previous_production)},
+                       **{prod: (new_prods[prod], old) for prod, old in prods.items()}},
                       f"agentstage publish: {remote} refused, {shown} taken back")
-    before = "removed" if previous_production is None else "put back as before"
+    moved = [f"production/{agent} {'removed' if old is None else 'put back as before'}"
+             for agent, old in before.items()]
     undone = f"the local {shown} {'was' if len(tags) == 1 else 'were'} taken back and " \
-             f"production/{agent} {before}"
+             f"{', '.join(moved)}"
     reasons = [line.removeprefix("remote: ").removeprefix("error: ").strip()
                for line in done.stderr.splitlines()
                if line.startswith("remote: error: ") or line.startswith("remote:   ")]

@@ -55,6 +55,13 @@ def record_problems(store: Store, info: TagInfo, record: dict[str, Any],
             problems.append(f"the record's production before is not {expected_previous}'s "
                             "commit")
     problems += _marks(store, agent, version, record)
+    release = record.get("release")
+    if release is not None and (not isinstance(release, list) or info.name not in release
+                                or not all(isinstance(t, str) for t in release)
+                                or len({str(t).partition("/v")[0] for t in release})
+                                != len(release)):
+        problems.append("the record's release is not a list of tags of distinct agents "
+                        "naming this one")
     if "approvals" in record:  # each listed approval is one of the published content
         from agentstage.approvals import record_problems as approval_problems
 
