@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import commit_all, git, tree_state
+from conftest import commit_all, git, hooked_server, tree_state
 
 A, B, C = "billing-support", "hr-helpdesk", "sales-assistant"
 
@@ -185,3 +185,82 @@ def test_a_crash_is_repaired_by_the_next_publish_of_any_of_them(run: Any, repo: 
     assert nxt.json()["tag"] == f"{B}/v2"
     assert_at_tags(repo, f"{A}/v1", f"{B}/v2")
     assert run("doctor", repo=repo).code == 0
+
+
+# -- a remote with the server hook --------------------------------------------------------------
+
+POLICY = f"""\
+admins: [alice]
+editors: ["*"]
+publishers:
+  "*": [alice]
+  {A}: [bob]
+"""
+
+
+@pytest.fixture
+def hooked(run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """(a clone on staging, its bare server with `hooks install --server` and a policy
+    that lets bob publish only A; alice may publish every agent)."""
+    _source, server = hooked_server(tmp_path, run)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(server), str(clone))
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    assert run("policy", "set", str(tmp_path / "policy.yaml"), repo=clone).code == 0
+    monkeypatch.setenv("REMOTE_USER", "alice")
+    git(clone, "push", "-q", "origin", "refs/meta/agentstage")
+    return clone, server
+
+
+def test_a_release_is_pushed_in_one_atomic_push(run: Any, hooked: tuple[Path, Path]) -> None:
+    clone, server = hooked
+    done = run("publish", A, B, "-m", "both", "--format", "json", repo=clone)
+    assert done.code == 0, done.err
+    assert done.json()["pushed"] == "origin"
+    assert_at_tags(server, f"{A}/v1", f"{B}/v1")
+    entries = run("history", "--format", "json", repo=server).json()
+    assert sorted(e["tag"] for e in entries) == [f"{A}/v1", f"{B}/v1"]
+    assert all(e["verified"] and e["release"] == [f"{A}/v1", f"{B}/v1"] for e in entries)
+    assert all(e["pushed_by"] == "alice" for e in entries)
+
+
+def test_the_server_refusing_one_pair_refuses_the_release(
+        run: Any, hooked: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    clone, server = hooked
+    local, remote = tree_state(clone), tree_state(server)
+    monkeypatch.setenv("REMOTE_USER", "bob")  # bob may publish A, not B
+    done = run("publish", A, B, "-m", "both", repo=clone)
+    assert done.code == 7, done.err
+    assert f"origin refused the publish of {A}/v1, {B}/v1" in done.err
+    assert f"bob may not publish {B}" in done.err
+    assert f"taken back and production/{A} removed, production/{B} removed" in done.err
+    assert tree_state(clone) == local and tree_state(server) == remote
+    monkeypatch.setenv("REMOTE_USER", "alice")
+    assert run("publish", A, B, "-m", "both", repo=clone).code == 0
+    assert_at_tags(server, f"{A}/v1", f"{B}/v1")
+
+
+@pytest.mark.parametrize("atomic", [True, False])
+def test_the_hook_takes_every_pair_or_none_with_and_without_atomic(
+        run: Any, hooked: tuple[Path, Path], atomic: bool) -> None:
+    """A real `git push` of two production/tag pairs: pre-receive refusing one refuses the
+    whole push, --atomic or not; every pair valid, it is all taken."""
+    clone, server = hooked
+    assert run("publish", A, B, "-m", "both", "--no-push", repo=clone).code == 0
+    refs = [f"production/{A}", f"refs/tags/{A}/v1", f"production/{B}", f"refs/tags/{B}/v1"]
+    before = tree_state(server)
+
+    def push(user: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "REMOTE_USER": user}
+        return subprocess.run(["git", "-C", str(clone), "push", "--porcelain",
+                               *(["--atomic"] if atomic else []), "origin", *refs],
+                              env=env, capture_output=True, text=True, check=False)
+
+    refused = push("bob")
+    assert refused.returncode != 0
+    assert "pre-receive hook declined" in refused.stdout + refused.stderr
+    assert f"bob may not publish {B}" in refused.stderr
+    assert tree_state(server) == before  # not even bob's own A went in
+    taken = push("alice")
+    assert taken.returncode == 0, taken.stderr
+    assert_at_tags(server, f"{A}/v1", f"{B}/v1")
