@@ -264,3 +264,72 @@ def test_the_hook_takes_every_pair_or_none_with_and_without_atomic(
     taken = push("alice")
     assert taken.returncode == 0, taken.stderr
     assert_at_tags(server, f"{A}/v1", f"{B}/v1")
+
+
+# -- POST /api/v2/publish against a real `agentstage serve` -------------------------------------
+
+API_POLICY = f"""\
+admins: [alice]
+editors: ["*"]
+publishers:
+  "*": [alice]
+  {A}: [bob]
+"""
+
+
+def test_the_api_publishes_all_or_none(tmp_path: Path) -> None:
+    from test_serve import Server, sample_repo, server_env
+
+    repo = sample_repo(tmp_path)
+    env = server_env(tmp_path / "home")
+    (tmp_path / "policy.yaml").write_text(API_POLICY)
+    assert cli(repo, "policy", "set", str(tmp_path / "policy.yaml"), env=env).returncode == 0
+    server = Server(repo, env, "--auth", "header:X-Forwarded-User")
+    try:
+        with server.client() as http:
+            def post(body: Any, user: str = "alice") -> Any:
+                return http.post("/api/v2/publish", json=body,
+                                 headers={"x-forwarded-user": user})
+
+            before = tree_state(repo)
+            r = post({"agents": [A, B], "reason": "both"}, user="bob")
+            assert r.status_code == 403, r.text
+            assert r.json()["error"]["code"] == "policy"
+            assert f"bob may not publish {B}" in r.json()["error"]["message"]
+            r = post({"agents": [A, "Bad/Id"], "reason": "both"})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "usage"
+            r = post({"agents": [], "reason": "both"})
+            assert r.status_code in (400, 422)
+            diff = http.get(f"/api/v2/agents/{A}/staging-diff",
+                            headers={"x-forwarded-user": "alice"})
+            r = post({"agents": [{"id": A, "if_match": '"stale"'}, B], "reason": "both"})
+            assert r.status_code == 412, r.text
+            assert tree_state(repo) == before
+            # an invalid agent: 422 located in its file, nothing published
+            (repo / "agents" / C / "agent.yaml").write_text("name: [unclosed\n")
+            commit_all(repo, "break sales")
+            broken = tree_state(repo)
+            r = post({"agents": [A, C], "reason": "both"})
+            assert r.status_code == 422, r.text
+            assert any(p["file"] == f"staging:agents/{C}/agent.yaml"
+                       for p in r.json()["error"]["problems"])
+            assert tree_state(repo) == broken
+            r = post({"agents": [{"id": A, "if_match": diff.headers["etag"]}, B],
+                      "reason": "both"})
+            assert r.status_code == 200, r.text
+            out = r.json()
+            assert out["release"] == [f"{A}/v1", f"{B}/v1"] and out["skipped"] == []
+            assert [p["tag"] for p in out["publishes"]] == out["release"]
+            entry = http.get(f"/api/v2/agents/{B}/publishes/1",
+                             headers={"x-forwarded-user": "alice"}).json()
+            assert entry["release"] == [f"{A}/v1", f"{B}/v1"]
+            # nothing to publish in one: 409, naming it; skip_unchanged leaves it out
+            git(repo, "checkout", "-q", "--", f"agents/{C}")
+            r = post({"agents": [A, B], "reason": "again"})
+            assert r.status_code == 409, r.text
+            assert r.json()["error"]["code"] == "nothing_to_publish"
+            assert r.json()["error"]["message"].startswith(f"{A}: staging is identical")
+            assert sorted(tags(repo)) == [f"{A}/v1", f"{B}/v1"]
+    finally:
+        assert server.stop() == 0, server.stderr
+    assert "Traceback" not in server.stderr

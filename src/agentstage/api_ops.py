@@ -531,3 +531,21 @@ def approve(store: Store, agent: str, note: str | None, author: str) -> dict[str
     check_agent_id(agent)
     done = run(store, agent, note, author)  # a note with control characters: UsageError
     return {**status(store, agent), "approval": done["approval"], "created": done["created"]}
+
+
+def publish_many(store: Store, agents: Sequence[tuple[str, str | None]], reason: str,
+                 author: str | None = None, skip_unchanged: bool = False) -> dict[str, Any]:
+    """`agentstage publish A B ...`: each (agent, If-Match or None), all or none; refused
+    (PreconditionFailed, nothing published) when an agent on staging is no longer the
+    version its If-Match names. {"release", "publishes", "skipped"}."""
+    from agentstage.publishing import publish_many as run
+
+    for agent, _if_match in agents:
+        check_agent_id(agent)
+    check_message("reason", reason)
+    staging = staging_head(store)
+    for agent, if_match in agents:
+        if if_match is not None:
+            check_if_match(agent, if_match, store.agent_tree(staging, agent))
+    return run(store, [agent for agent, _if_match in agents], reason, author,
+               skip_unchanged=skip_unchanged)

@@ -9,7 +9,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentstage import api_ops
-from agentstage.server.auth import PublisherWho, StoreDep, Who, reader
+from agentstage.ids import check_agent_id
+from agentstage.server.auth import (
+    PublisherWho,
+    ReaderDep,
+    StoreDep,
+    Who,
+    check_publisher,
+    reader,
+)
 from agentstage.server.guard import unicode_body
 from agentstage.server.responses import (
     ERRORS,
@@ -35,6 +43,29 @@ IfMatch = Annotated[str | None, Header(description="The agent's ETag this write 
 class Publish(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     reason: str = Field(description="Why this goes live (recorded in the publish)")
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: str = Field(description="The agent id")
+    if_match: str | None = Field(None, description="The agent's staging-diff ETag: only the "
+                                 "staging that was reviewed is published")
+
+
+class PublishMany(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    agents: list[str | Target] = Field(min_length=1, description="The agents: ids, or "
+                                       "{id, if_match} objects")
+    reason: str = Field(description="Why these go live (recorded in each publish)")
+    skip_unchanged: bool = Field(False, description="Leave out the agents with nothing to "
+                                 "publish instead of refusing all (409)")
+
+
+class Release(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    release: list[str]
+    publishes: list[Published]
+    skipped: list[str]
 
 
 class Rollback(BaseModel):
@@ -68,6 +99,27 @@ def publish(request: Request, store: StoreDep, who: PublisherWho, agent_id: Agen
     result = one_writer(request, lambda: api_ops.publish(store, agent_id, body.reason, who,
                                                          if_match))
     request.app.state.metrics.published(agent_id)
+    return result
+
+
+@router.post("/publish", **shape(Release))
+def publish_many(request: Request, store: StoreDep, caller: ReaderDep, body: PublishMany
+                 ) -> dict[str, Any]:
+    """Publish several agents at once, all or none (`agentstage publish A B ...`): the
+    caller must be a publisher of each (403 naming the first they may not); 409
+    `nothing_to_publish` when one has nothing to publish (unless `skip_unchanged`); 422
+    located when one is invalid; 412 when an agent's `if_match` no longer matches. Each
+    agent gets its next tag; each record names the release."""
+    targets = [(t, None) if isinstance(t, str) else (t.id, t.if_match) for t in body.agents]
+    for agent, _if_match in targets:
+        check_agent_id(agent)  # 400 before the policy names it
+    who = ""
+    for agent, _if_match in targets:
+        who = check_publisher(request, store, caller, agent)
+    result = one_writer(request, lambda: api_ops.publish_many(
+        store, targets, body.reason, who, body.skip_unchanged))
+    for published in result["publishes"]:
+        request.app.state.metrics.published(published["agent"])
     return result
 
 
