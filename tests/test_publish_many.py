@@ -104,7 +104,7 @@ def test_nothing_to_publish_in_one_refuses_all_naming_it_unless_skipped(
     assert f"error: {A}: staging is identical to production (v1), nothing to publish: " \
            "nothing of the release was published" in done.err
     assert "--skip-unchanged" in done.err
-    assert done.json()["release"] == [B, A]
+    assert done.json()["agents"] == [B, A]
     assert tree_state(repo) == before
     skipped = run("publish", B, A, "-m", "both", "--skip-unchanged", "--format", "json",
                   repo=repo)

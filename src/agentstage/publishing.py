@@ -232,7 +232,7 @@ def publish_many(store: Store, agents: Sequence[str], reason: str | None,
                 f"{exc.message}: nothing of the release was published",
                 hint=f"publish the others without it (agentstage publish {' '.join(others)} "
                      "-m ...), or pass --skip-unchanged" if others else exc.hint,
-                payload={**(exc.payload or {}), "release": list(agents)}) from None
+                payload={**(exc.payload or {}), "agents": list(agents)}) from None
     if not plans:
         raise NothingToPublish(f"{', '.join(agents)}: staging is identical to production "
                                "for every one, nothing to publish",
