@@ -77,9 +77,11 @@ class Tab:
         self.page.get_by_role("button", name="Sign in").click()
         self.page.wait_for_load_state()
 
-    def look(self, name: str, heading: str | None = None) -> None:
-        """No script ran, no traceback, axe-core content, a screenshot."""
+    def look(self, name: str, heading: str | None = None, at: Any = None) -> None:
+        """No script ran, no traceback, axe-core content, a screenshot (of *at* when given)."""
         page = self.page
+        if at is not None:
+            at.scroll_into_view_if_needed()
         assert self.dialogs == []
         assert page.locator("script").count() == 0
         assert "Traceback" not in page.content()
@@ -399,3 +401,109 @@ def test_hostile_text_round_trips_through_every_form(alice: Tab, site: dict[str,
     assert "temperature must be a number" in page.locator(".notice.error").inner_text()
     assert page.get_by_label("Name", exact=True).input_value() == "Typed <name>"
     alice.look("edit-refused", "Edit")
+
+
+# -- knowledge sources other than corpora, a tool's own config, a new agent -------------
+
+
+def on_staging(site: dict[str, Any], agent: str, file: str) -> Any:
+    """The YAML of one of *agent*'s files on staging, as git holds it."""
+    import yaml
+
+    return yaml.safe_load(git(site["repo"], "show", f"staging:agents/{agent}/{file}"))
+
+
+def fresh_agent(site: dict[str, Any], agent: str) -> None:
+    with api(site) as http:
+        r = http.post("/api/v2/agents", json={"id": agent, "name": f"Agent {agent}"})
+        assert r.status_code == 201, r.text
+
+
+def saved_one_commit(tab: Tab, site: dict[str, Any], before: str, subject: str) -> None:
+    tab.page.wait_for_url("**/edit?saved=*")
+    assert git(site["repo"], "rev-list", "--count", f"{before}..staging") == "1"
+    assert staging(site) == f"alice|{subject}"
+
+
+def test_sharepoint_folder_and_website_connect_edit_disconnect(alice: Tab,
+                                                               site: dict[str, Any]) -> None:
+    agent = "sp-bot"
+    fresh_agent(site, agent)
+    page = alice.page
+    page.goto(f"/agents/{agent}/edit#knowledge")
+    # a refused connect keeps what was typed
+    before = rev(site, "staging")
+    page.get_by_label("Description of the folder").fill(HOSTILE)
+    page.get_by_label("Folder settings").fill('{"library": "Docs"}')
+    page.get_by_role("button", name="Connect the folder").click()
+    error = page.locator(".notice.error").inner_text()
+    assert "site_url" in error, error
+    assert page.get_by_label("Description of the folder").input_value() == HOSTILE
+    assert page.get_by_label("Folder settings").input_value() == '{"library": "Docs"}'
+    alice.look("edit-sharepoint-refused", "Edit", page.locator(".notice.error"))
+    assert rev(site, "staging") == before
+    # connect: one commit, the entry the API's POST .../sharepoint/folder makes
+    page.get_by_label("Folder settings").fill(
+        '{"site_url": "https://acme.sharepoint.com/sites/a", "library": "Docs"}')
+    page.get_by_role("button", name="Connect the folder").click()
+    saved_one_commit(alice, site, before, f"{agent}: connect SharePoint folder sharepoint")
+    assert on_staging(site, agent, "knowledge.yaml") == [
+        {"id": "sharepoint", "type": "sharepoint", "description": HOSTILE,
+         "settings": {"site_url": "https://acme.sharepoint.com/sites/a", "library": "Docs"}}]
+    folder = page.get_by_role("form", name="SharePoint folder sharepoint")
+    assert folder.get_by_label("Description", exact=True).input_value() == HOSTILE
+    alice.look("edit-sharepoint", "Edit", folder)
+    # edit its settings: a bad URL is refused with the text kept, then a good one saved
+    before = rev(site, "staging")
+    bad = '{"site_url": "not a url <b>x</b>", "library": "Docs"}'
+    folder.get_by_label("Settings").fill(bad)
+    folder.get_by_role("button", name="Save folder settings").click()
+    assert "http" in page.locator(".notice.error").inner_text()
+    folder = page.get_by_role("form", name="SharePoint folder sharepoint")
+    assert folder.get_by_label("Settings").input_value() == bad
+    assert rev(site, "staging") == before
+    folder.get_by_label("Settings").fill(
+        '{"site_url": "https://acme.sharepoint.com/sites/b", "exclude_folders": ["Drafts"]}')
+    folder.get_by_label("Commit message").fill("Finance moved the library")
+    folder.get_by_role("button", name="Save folder settings").click()
+    saved_one_commit(alice, site, before, "Finance moved the library")
+    (entry,) = on_staging(site, agent, "knowledge.yaml")
+    assert entry["settings"] == {"site_url": "https://acme.sharepoint.com/sites/b",
+                                 "exclude_folders": ["Drafts"]}
+    assert entry["description"] == HOSTILE
+    # a website: refused without its url (what was typed kept), then connected
+    before = rev(site, "staging")
+    page.get_by_label("Website source id").fill("docs-site")
+    page.get_by_label("Description of the website").fill("Public docs")
+    page.get_by_label("Website settings").fill('{"crawl_depth": 2}')
+    page.get_by_role("button", name="Connect the website").click()
+    assert "url" in page.locator(".notice.error").inner_text()
+    assert page.get_by_label("Website source id").input_value() == "docs-site"
+    assert page.get_by_label("Description of the website").input_value() == "Public docs"
+    page.get_by_label("Website settings").fill(
+        '{"url": "https://docs.example.com", "crawl_depth": 2}')
+    page.get_by_role("button", name="Connect the website").click()
+    saved_one_commit(alice, site, before, f"{agent}: connect website docs-site")
+    assert on_staging(site, agent, "knowledge.yaml")[1] == {
+        "id": "docs-site", "type": "website", "description": "Public docs",
+        "settings": {"url": "https://docs.example.com", "crawl_depth": 2}}
+    # disconnect the folder: one commit, the website stays
+    before = rev(site, "staging")
+    page.get_by_role("form", name="SharePoint folder sharepoint").get_by_role(
+        "button", name="Disconnect").click()
+    saved_one_commit(alice, site, before, f"{agent}: disconnect SharePoint folder sharepoint")
+    assert [k["id"] for k in on_staging(site, agent, "knowledge.yaml")] == ["docs-site"]
+    # the sample's SharePoint folder of another id is edited in place
+    page.goto("/agents/hr-helpdesk/edit#knowledge")
+    hr = page.get_by_role("form", name="SharePoint folder hr-policies")
+    assert "Published Policies" in hr.get_by_label("Settings").input_value()
+    # a viewer is offered none of it, and a forged post is refused
+    with session(site, "vera") as http:
+        text = http.get(f"/agents/{agent}/edit").text
+        assert "/edit/source" not in text
+        before = rev(site, "staging")
+        r = http.post(f"/agents/{agent}/edit/source",
+                      data={"csrf": field(http.get("/").text, "csrf"), "type": "website",
+                            "id": "docs-site", "op": "disconnect"})
+        assert r.status_code == 403 and "may not edit staging" in r.text
+        assert rev(site, "staging") == before

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentstage import api_ops
+from agentstage import api_ops, plans
 from agentstage.api_ops import entry_of, entry_path
 from agentstage.edit import Edit
 from agentstage.errors import Conflict, NotFound
@@ -355,22 +355,12 @@ def disconnect_corpus(request: Request, store: StoreDep, who: Who, agent_id: Age
                  what=f"disconnect corpus {corpus_id}")
 
 
-SHAREPOINT = "sharepoint"
-
-
 @router.post("/{agent_id}/sharepoint/folder", **WRITE)
 def connect_folder(request: Request, store: StoreDep, who: Who, agent_id: AgentId, body: Folder,
                    if_match: IfMatch = None) -> JSONResponse:
     """The agent's SharePoint knowledge source (id `sharepoint`)."""
-    def plan(current: Current) -> list[Edit]:
-        if entry_of(current, "knowledge", SHAREPOINT) is not None:
-            raise Conflict("the SharePoint folder is connected already",
-                           hint="PUT .../sharepoint/folder updates it")
-        value: dict[str, Any] = {"type": "sharepoint", "settings": body.settings}
-        if body.description is not None:
-            value["description"] = body.description
-        return [Edit(entry_path("knowledge", SHAREPOINT), value)]
-
+    plan = plans.connect_folder(body.settings, body.description,
+                                hint="PUT .../sharepoint/folder updates it")
     return _edit(request, store, who, agent_id, plan, if_match, body.message,
                  what="connect the SharePoint folder")
 
@@ -378,30 +368,15 @@ def connect_folder(request: Request, store: StoreDep, who: Who, agent_id: AgentI
 @router.put("/{agent_id}/sharepoint/folder", **WRITE)
 def update_folder(request: Request, store: StoreDep, who: Who, agent_id: AgentId, body: Folder,
                   if_match: IfMatch = None) -> JSONResponse:
-    def plan(current: Current) -> list[Edit]:
-        if _need(current, "knowledge", SHAREPOINT, "SharePoint folder").get("type") \
-                != "sharepoint":
-            raise NotFound("no SharePoint folder in this agent on staging")
-        edits = [Edit(entry_path("knowledge", SHAREPOINT, "settings"), body.settings)]
-        if body.description is not None:
-            edits.append(Edit(entry_path("knowledge", SHAREPOINT, "description"),
-                              body.description))
-        return edits
-
-    return _edit(request, store, who, agent_id, plan, if_match, body.message,
+    return _edit(request, store, who, agent_id,
+                 plans.update_folder(body.settings, body.description), if_match, body.message,
                  what="update the SharePoint folder")
 
 
 @router.delete("/{agent_id}/sharepoint/folder", **WRITE)
 def disconnect_folder(request: Request, store: StoreDep, who: Who, agent_id: AgentId,
                       if_match: IfMatch = None) -> JSONResponse:
-    def plan(current: Current) -> list[Edit]:
-        if _need(current, "knowledge", SHAREPOINT, "SharePoint folder").get("type") \
-                != "sharepoint":
-            raise NotFound("no SharePoint folder in this agent on staging")
-        return [Edit(entry_path("knowledge", SHAREPOINT), remove=True)]
-
-    return _edit(request, store, who, agent_id, plan, if_match,
+    return _edit(request, store, who, agent_id, plans.disconnect_folder(), if_match,
                  what="disconnect the SharePoint folder")
 
 
@@ -412,8 +387,7 @@ def disconnect_folder(request: Request, store: StoreDep, who: Who, agent_id: Age
 def enable_tool(request: Request, store: StoreDep, who: Who, agent_id: AgentId, tool_id: ToolId,
                 if_match: IfMatch = None) -> JSONResponse:
     """`enabled: true`, adding the tool if absent."""
-    path = entry_path("tools", tool_id, "enabled")
-    return _edit(request, store, who, agent_id, _fixed([Edit(path, True)]), if_match,
+    return _edit(request, store, who, agent_id, plans.enable_tool(tool_id), if_match,
                  what=f"enable tool {tool_id}")
 
 

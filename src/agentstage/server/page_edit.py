@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
 
-from agentstage import api_ops
+from agentstage import api_ops, plans
 from agentstage.api_ops import entry_of, entry_path
 from agentstage.edit import Edit
 from agentstage.errors import AgentstageError, Conflict, NotFound, UsageError
@@ -169,6 +169,35 @@ def corpus_plan(form: dict[str, str]) -> tuple[api_ops.Plan, str]:
     return plan, f"{op} corpus {ident}"
 
 
+SOURCE_NAMES = {"sharepoint": "SharePoint folder", "website": "website"}
+
+
+def source_plan(form: dict[str, str]) -> tuple[api_ops.Plan, str]:
+    """A knowledge source other than a corpus: a SharePoint folder (the API's
+    .../sharepoint/folder routes edit the one of id `sharepoint`) or a website; the same
+    plans as the API's."""
+    kind, op = form.get("type", ""), form.get("op", "save")
+    if kind not in SOURCE_NAMES:
+        raise UsageError(f"unknown knowledge type {kind!r}",
+                         hint="connect a corpus, a SharePoint folder or a website")
+    ident = form.get("id", "").strip() or (plans.SHAREPOINT if kind == "sharepoint" else "")
+    api_ops.check_entry_id("knowledge source", ident)
+    description = form.get("description", "").strip()
+    named = f"{SOURCE_NAMES[kind]} {ident}"
+    missing = f"no {named} in this agent on staging"
+    if op == "disconnect":
+        return plans.disconnect_source(kind, ident, missing=missing), f"disconnect {named}"
+    settings = _json(form, "settings", f"the settings of {named}") or {}
+    if op == "connect":
+        return plans.connect_source(
+            kind, ident, settings, description or None, hint="change it in its own form",
+            exists=f"knowledge source {ident!r} is connected already"), f"connect {named}"
+    if op != "save":
+        raise UsageError(f"unknown knowledge action {op!r}")
+    return plans.update_source(kind, ident, settings, description, missing=missing), \
+        f"update {named}"
+
+
 def tool_plan(form: dict[str, str]) -> tuple[api_ops.Plan, str]:
     ident, op = form.get("id", ""), form.get("op", "enable")
     if op not in ("enable", "disable"):
@@ -226,15 +255,16 @@ def guardrail_plan(form: dict[str, str]) -> tuple[api_ops.Plan, str]:
 
 
 PLANS: dict[str, Planner] = {"settings": settings_plan, "instruction": instruction_plan,
-                             "corpus": corpus_plan, "tool": tool_plan, "action": action_plan,
-                             "guardrail": guardrail_plan}
+                             "corpus": corpus_plan, "source": source_plan, "tool": tool_plan,
+                             "action": action_plan, "guardrail": guardrail_plan}
 
 
 def current_part(config: Current, kind: str, form: dict[str, str]) -> Any:
     """What the current staging holds of what the form *kind* edits."""
     if kind == "settings":
         return {k: config.get(k) for k in ("name", "description", "model", "access", "tags")}
-    section = {"instruction": "instructions", "corpus": "knowledge", "tool": "tools",
+    section = {"instruction": "instructions", "corpus": "knowledge", "source": "knowledge",
+               "tool": "tools",
                "guardrail": "guardrails"}.get(kind)
     if section is not None:
         return entry_of(config, section, form.get("id") or form.get("type") or "")
@@ -242,6 +272,15 @@ def current_part(config: Current, kind: str, form: dict[str, str]) -> Any:
 
 
 # -- the page ----------------------------------------------------------------------------
+
+
+def settings_help(kind: str) -> str:
+    """The settings a knowledge type takes, from the model, for the form's label."""
+    from agentstage.model import KNOWLEDGE_SETTINGS
+
+    fields = KNOWLEDGE_SETTINGS[kind].model_fields
+    return ", ".join(f"{name} (required)" if f.is_required() else name
+                     for name, f in fields.items())
 
 
 def edit_context(request: Request, store: Store, agent: str) -> dict[str, Any]:
@@ -252,6 +291,7 @@ def edit_context(request: Request, store: Store, agent: str) -> dict[str, Any]:
     return {"agent": agent, "name": agent_name(store, agent), "config": config,
             "etag": etag or "", "may_edit": may_edit, "typed": None, "error": None,
             "lost": None, "pretty": pretty, "access_values": ACCESS,
+            "settings_help": settings_help,
             "crumbs": [("Agents", "/"), (agent, f"/agents/{agent}"), ("Edit staging", None)]}
 
 
