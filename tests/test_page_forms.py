@@ -10,6 +10,7 @@ screenshots of every new page go to tests/artifacts/pages/.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -507,3 +508,61 @@ def test_sharepoint_folder_and_website_connect_edit_disconnect(alice: Tab,
                             "id": "docs-site", "op": "disconnect"})
         assert r.status_code == 403 and "may not edit staging" in r.text
         assert rev(site, "staging") == before
+
+
+def test_a_tools_own_config_and_adding_a_tool(alice: Tab, site: dict[str, Any]) -> None:
+    agent = "tool-bot"
+    fresh_agent(site, agent)
+    page = alice.page
+    page.goto(f"/agents/{agent}/edit#tools")
+    # add a tool that is not there yet: enabled, with its config, one commit
+    before = rev(site, "staging")
+    adding = page.get_by_role("form", name="Add a tool")
+    adding.get_by_label("Tool id").fill("web-search")
+    adding.get_by_label("Config of the new tool").fill('{"max_results": 5}')
+    adding.get_by_role("button", name="Add the tool").click()
+    saved_one_commit(alice, site, before, f"{agent}: add tool web-search")
+    assert on_staging(site, agent, "tools.yaml") == [
+        {"id": "web-search", "enabled": True, "config": {"max_results": 5}}]
+    # adding it again is refused, what was typed kept
+    before = rev(site, "staging")
+    adding = page.get_by_role("form", name="Add a tool")
+    adding.get_by_label("Tool id").fill("web-search")
+    adding.get_by_label("Config of the new tool").fill('{"kept": true}')
+    adding.get_by_role("button", name="Add the tool").click()
+    assert "is there already" in page.locator(".notice.error").inner_text()
+    adding = page.get_by_role("form", name="Add a tool")
+    assert adding.get_by_label("Config of the new tool").input_value() == '{"kept": true}'
+    assert rev(site, "staging") == before
+    # its own config: not JSON is refused with the text kept, then hostile text saved
+    tool = page.get_by_role("form", name="Tool web-search config")
+    tool.get_by_label("Config of tool web-search").fill('{"max_results": 5,')
+    tool.get_by_label("Commit message").fill("typed <message>")
+    tool.get_by_role("button", name="Save tool config").click()
+    assert "is not JSON" in page.locator(".notice.error").inner_text()
+    tool = page.get_by_role("form", name="Tool web-search config")
+    assert tool.get_by_label("Config of tool web-search").input_value() == '{"max_results": 5,'
+    assert tool.get_by_label("Commit message").input_value() == "typed <message>"
+    alice.look("edit-tool-refused", "Edit", tool)
+    assert rev(site, "staging") == before
+    hostile = '{"max_results": 3, "note": "' + HOSTILE.replace('"', '\\"') + '"}'
+    tool.get_by_label("Config of tool web-search").fill(hostile)
+    tool.get_by_role("button", name="Save tool config").click()
+    saved_one_commit(alice, site, before, "typed <message>")
+    assert on_staging(site, agent, "tools.yaml") == [
+        {"id": "web-search", "enabled": True, "config": {"max_results": 3, "note": HOSTILE}}]
+    tool = page.get_by_role("form", name="Tool web-search config")
+    assert json.loads(tool.get_by_label("Config of tool web-search").input_value())["note"] \
+        == HOSTILE
+    alice.look("edit-tool-config", "Edit", tool)
+    # emptied: the config goes, the tool stays
+    before = rev(site, "staging")
+    tool.get_by_label("Config of tool web-search").fill("")
+    tool.get_by_role("button", name="Save tool config").click()
+    saved_one_commit(alice, site, before, f"{agent}: config of tool web-search")
+    assert on_staging(site, agent, "tools.yaml") == [{"id": "web-search", "enabled": True}]
+    # the sample's tools show their config
+    page.goto(f"/agents/{AGENT}/edit#tools")
+    assert "base_url" in page.get_by_label("Config of tool billing-lookup").input_value()
+    with session(site, "vera") as http:
+        assert "/edit/tool" not in http.get(f"/agents/{agent}/edit").text

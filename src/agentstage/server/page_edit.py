@@ -199,17 +199,35 @@ def source_plan(form: dict[str, str]) -> tuple[api_ops.Plan, str]:
 
 
 def tool_plan(form: dict[str, str]) -> tuple[api_ops.Plan, str]:
-    ident, op = form.get("id", ""), form.get("op", "enable")
-    if op not in ("enable", "disable"):
+    """Enable or disable a tool, add one (enabled, as the API's .../enable does, with its
+    config), or replace a tool's own config."""
+    ident, op = form.get("id", "").strip(), form.get("op", "enable")
+    if op not in ("enable", "disable", "add", "config"):
         raise UsageError(f"unknown tool action {op!r}")
-    path = entry_path("tools", ident, "enabled")
+    api_ops.check_entry_id("tool", ident)
+    config = _json(form, "config", "the tool's config") if op in ("add", "config") else None
+    enable = plans.enable_tool(ident)
 
     def plan(current: Current) -> list[Edit]:
+        if op == "add":
+            if entry_of(current, "tools", ident) is not None:
+                raise Conflict(f"tool {ident!r} is there already",
+                               hint="change it in its own form")
+            edits = list(enable(current))
+            if config:
+                edits.append(Edit(entry_path("tools", ident, "config"), config))
+            return edits
+        if op == "enable":
+            return list(enable(current))
+        tool = _need(current, "tools", ident, "tool")
         if op == "disable":
-            _need(current, "tools", ident, "tool")
-        return [Edit(path, op == "enable")]
+            return [Edit(entry_path("tools", ident, "enabled"), False)]
+        if (config or {}) == (tool.get("config") or {}):
+            return []
+        return [Edit(entry_path("tools", ident, "config"), config, remove=config is None)]
 
-    return plan, f"{op} tool {ident}"
+    verbs = {"add": "add tool", "config": "config of tool"}
+    return plan, f"{verbs.get(op, op + ' tool')} {ident}"
 
 
 def action_plan(form: dict[str, str]) -> tuple[api_ops.Plan, str]:
