@@ -16,6 +16,8 @@ from pydantic import BaseModel, ValidationError
 from agentstage.errors import InvalidConfig, NotFound, Problem
 from agentstage.escape import describe, hidden
 from agentstage.ids import AGENT_ID_RULE, is_agent_id, suggest_agent_id
+from agentstage.layout import AGENTS_DIR as AGENTS_DIR
+from agentstage.layout import agent_dir as agent_dir
 from agentstage.model import (
     AGENT_FILES,
     ENTRY_ID_PATTERN,
@@ -29,12 +31,7 @@ from agentstage.model import (
 )
 from agentstage.yamlload import MAX_FILE_BYTES, Document, Pos, parse_yaml
 
-AGENTS_DIR = "agents"
 DOC_SUFFIXES = (".md", ".txt")
-
-
-def agent_dir(agent: str) -> str:
-    return f"{AGENTS_DIR}/{agent}"
 
 
 def format_path(section: Section, data: Any, loc: Iterable[str | int]) -> str:

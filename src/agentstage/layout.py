@@ -14,3 +14,8 @@ LIST_KEYS: dict[str, str] = {"instructions": "id", "knowledge": "id", "tools": "
 NESTED_KEYS: dict[tuple[str, str], str] = {("tools", "actions"): "id"}
 ENTRY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 KEY_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
+AGENTS_DIR = "agents"
+
+
+def agent_dir(agent: str) -> str:
+    return f"{AGENTS_DIR}/{agent}"

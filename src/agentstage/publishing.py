@@ -32,15 +32,6 @@ from agentstage.errors import (
 )
 from agentstage.faults import crash_point, pause_point
 from agentstage.ids import check_agent_id, is_agent_id
-from agentstage.marks import pending_marks
-from agentstage.remote import (
-    Upstream,
-    check_staging_current,
-    fetch,
-    push_publish,
-    push_release,
-    upstream,
-)
 from agentstage.semdiff import diff_configs
 from agentstage.store import (
     STAGING,
@@ -53,6 +44,7 @@ from agentstage.store import (
 )
 
 if TYPE_CHECKING:
+    from agentstage.remote import Upstream
     from agentstage.signing import SigningKey
 
 RECORD_MARKER = "agentstage-publish-record: 1"
@@ -110,6 +102,8 @@ def _pending(store: Store, agent: str, staging: str, production: str | None
     found: dict[str, list[str]] = {"reverts": [], "restores": []}
     if production is None:
         return True, found
+    from agentstage.marks import pending_marks  # the remote and marks: only when needed
+
     ancestor, marks = pending_marks(store, agent, staging, production)
     for mark in marks:
         if mark.tag not in found[mark.key] and _real_mark(
@@ -181,6 +175,8 @@ def publish(store: Store, agent: str, reason: str | None, author: str | None = N
     crash_point("publish:after-tag")
     _move_production(store, prod, state.local, state.staging, tag, who)
     if target is not None:
+        from agentstage.remote import push_publish
+
         push_publish(store, target, agent, [tag], previous_production=state.local,
                      staging=ahead and target == state.remote, also=plan.approval_refs(store))
         result["pushed"] = target
@@ -262,6 +258,8 @@ def publish_many(store: Store, agents: Sequence[str], reason: str | None,
                               for p in plans}, label, who)
     staging = ahead and any(target == p.state.remote for p in plans)
     if target is not None:
+        from agentstage.remote import push_release
+
         push_release(store, target, [(p.state.agent, p.tag, p.state.local) for p in plans],
                      staging=staging, also=[r for p in plans for r in p.approval_refs(store)])
         for result in out["publishes"]:
@@ -290,6 +288,8 @@ def _fetch_first(store: Store, push: str | None, local_only: bool, dry_run: bool
                  ) -> tuple[Upstream | None, str | None, bool]:
     """(the upstream, the remote to push to or None, whether staging is ahead of the
     upstream's): the remote fetched first, a staging behind it or diverged refused."""
+    from agentstage.remote import check_staging_current, fetch, upstream
+
     up = upstream(store)
     target = push or (up.remote if up is not None and not local_only else None)
     ahead = False

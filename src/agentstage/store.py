@@ -23,7 +23,6 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import pygit2
 from pygit2.enums import FileMode
 
-from agentstage.config import AGENTS_DIR, agent_dir
 from agentstage.errors import (
     AgentstageError,
     Conflict,
@@ -33,6 +32,7 @@ from agentstage.errors import (
     UsageError,
 )
 from agentstage.faults import crash_point, pause_point
+from agentstage.layout import AGENTS_DIR, agent_dir
 from agentstage.worktree import WorkTree, finish_interrupted, index_entries, read_index
 
 STAGING = "refs/heads/staging"
