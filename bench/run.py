@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pygit2
+import replicas
 import serve
 from generate import OUT, Size, ensure, scaled
 
@@ -452,6 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-push", action="store_true", help="skip the real git push rows")
     parser.add_argument("--no-serve", action="store_true",
                         help="skip the server rows (HTTP, and delivery against nginx)")
+    parser.add_argument("--no-replicas", action="store_true",
+                        help="skip the replicas' rows (serve --remote against one central "
+                             "repository)")
     a = parser.parse_args(argv)
     q = a.quick
     size = Size(a.agents or (200 if q else 2000), a.commits or (1000 if q else 20000),
@@ -471,6 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scaling = [] if a.no_scaling else measure_scaling(
             [scaled(n, c, size.tags, size.hot) for c in grid_commits for n in grid_agents],
             runs, tmp)
+        replicated = None if a.no_replicas else replicas.measure_size(env(), tmp / "replicas", q)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     flat = []
@@ -484,6 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(markdown(rows, scaling, flat))
     if served is not None:
         print("\n" + serve.markdown(served))
+    if replicated is not None:
+        print("\n" + replicas.markdown(replicated))
     missed = [x["operation"] for x in rows if x["met"] is False]
     if served is not None:
         missed += [x["operation"] for x in served["rows"] if not x["met"]]
@@ -493,7 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nTargets missed: {', '.join(missed) if missed else 'none'}")
     result = {"machine": {**machine(), "loadavg_at_start": load_before}, "size": meta,
               "runs": runs, "quick": q, "rows": rows,
-              "scaling": scaling, "scaling_targets": flat, "serve": served, "missed": missed,
+              "scaling": scaling, "scaling_targets": flat, "serve": served, "replicas": replicated,
+              "missed": missed,
               "seconds": round(time.perf_counter() - started, 1)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
