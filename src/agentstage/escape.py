@@ -14,7 +14,6 @@ escapes what it prints never garbles what a lower layer escaped already.
 
 from __future__ import annotations
 
-import html
 import re
 
 # Controls (C0, DEL, C1), surrogates (a lone one cannot even be printed), and the
@@ -119,6 +118,8 @@ def md_html(text: str) -> str:
     read: bare when plain, else escaped inside `<code>` (no mention is made in code)."""
     if _PLAIN_NAME.fullmatch(text) and not _autolinked(text):
         return text
+    import html  # markdown and pages only: not for the terminal's start-up
+
     return f"<code>{html.escape(terminal(text), quote=True)}</code>"
 
 
@@ -150,6 +151,8 @@ def html_text(text: str) -> str:
     page lays them out; the joiners inside an emoji kept) shown as its escape in a
     `<span class="esc">`, so a bidi override or a zero-width space cannot hide or reorder
     what a reviewer reads."""
+    import html
+
     out = []
     start = 0
     for match in _HIDDEN_IN_HTML.finditer(text):

@@ -1,0 +1,62 @@
+"""Start-up: a command imports what it needs and no more (issue 13: `agentstage diff` and
+the server hook within 2x of `python -c "import pygit2"`). Each test runs the command in
+a new process under `-X importtime` and compares what it imported with what it needs, so
+an import that creeps back to a module's top shows here, not in a benchmark months later."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import commit_all, git
+
+# What every command loads before it knows which command it is.
+CLI = {"agentstage", "agentstage.cli", "agentstage.cli_approvals", "agentstage.cli_hooks",
+       "agentstage.errors"}
+# Reading and validating an agent at a commit.
+READ = {"agentstage.config", "agentstage.escape", "agentstage.faults", "agentstage.ids",
+        "agentstage.layout", "agentstage.model", "agentstage.store", "agentstage.worktree",
+        "agentstage.yamlload"}
+DIFF = CLI | READ | {"agentstage.agents", "agentstage.publishing", "agentstage.render",
+                     "agentstage.semdiff"}
+HOOK = CLI | READ | {"agentstage.hooks", "agentstage.policy", "agentstage.pushlog"}
+# Never for these commands: the network, the server, the pages.
+NEVER = {"subprocess", "html", "fastapi", "starlette", "uvicorn", "jinja2", "httpx"}
+
+
+def imported(args: list[str], cwd: Path, stdin: str | None = None) -> set[str]:
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "agentstage", *args],
+                          cwd=cwd, input=stdin, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {line.rpartition("|")[2].strip() for line in done.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def ours(modules: set[str]) -> set[str]:
+    return {m for m in modules if m == "agentstage" or m.startswith("agentstage.")}
+
+
+def test_diff_imports_only_what_a_diff_needs(repo: Path) -> None:
+    modules = imported(["diff", "billing-support"], repo)
+    assert ours(modules) == DIFF
+    assert modules.isdisjoint(NEVER)
+
+
+def test_the_server_hook_imports_only_what_checking_a_push_needs(repo: Path,
+                                                                  bare: Path) -> None:
+    old = git(repo, "rev-parse", "HEAD")
+    path = repo / "agents" / "billing-support" / "agent.yaml"
+    path.write_text(path.read_text().replace("temperature: 0.2", "temperature: 0.3"))
+    new = commit_all(repo, "Warmer")
+    git(repo, "push", "-q", str(bare), "staging")
+    modules = imported(["hook", "pre-receive"], bare, f"{old} {new} refs/heads/staging\n")
+    assert ours(modules) == HOOK
+    assert "agentstage.render" not in modules and "agentstage.publishing" not in modules
+    assert modules.isdisjoint(NEVER - {"subprocess"})  # it looks for a kept hook with git
+
+
+def test_help_imports_neither_git_nor_yaml_nor_pydantic(tmp_path: Path) -> None:
+    modules = imported(["--help"], tmp_path)
+    assert ours(modules) == CLI
+    assert modules.isdisjoint({"pygit2", "pydantic", "ruamel.yaml", *NEVER})
