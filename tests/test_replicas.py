@@ -344,3 +344,26 @@ def test_kill_9_loses_nothing_acknowledged(world: World) -> None:
     world.check_central()
     world.converged(*paths)
     assert acked  # the run acknowledged writes around the kill
+
+
+def test_a_central_repository_without_a_policy(tmp_path: Path) -> None:
+    """No refs/meta/agentstage on the central repository: a replica starts, follows and
+    pushes all the same (its fetch asks for the policy by a pattern)."""
+    env = server_env(tmp_path / "home", REMOTE_USER="alice")
+    source = tmp_path / "source"
+    shutil.copytree(SAMPLE / "agents", source / "agents")
+    git(source, "init", "-q", "-b", "staging")
+    commit_all(source, "Add sample agents")
+    central = tmp_path / "central.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "staging", str(central))
+    git(source, "push", "-q", str(central), "staging")
+    replica = tmp_path / "replica.git"
+    git(tmp_path, "clone", "-q", "--bare", str(central), str(replica))
+    server = Server(replica, env, "--remote", "origin")
+    try:
+        with server.client() as http:
+            done = add_instruction(http, AGENTS[0], "no-policy-rule")
+            assert done.status_code == 200, done.text
+        assert git(central, "rev-parse", "staging") == done.json()["commit"]
+    finally:
+        assert server.stop() == 0, server.stderr

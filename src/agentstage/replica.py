@@ -102,12 +102,15 @@ def follow(store: Store, remote: str) -> bool:
     """Fetch *remote* and make the clone's staging, production refs and tags its own;
     True when a ref of the clone moved. Unreachable when the fetch fails."""
     from agentstage.approvals import PREFIX as APPROVALS
+
+    assert APPROVALS.startswith(POLICY_REF)  # the pattern below fetches both
     from agentstage.pushlog import NOTES_REF
 
     done = _git(store, "-c", f"remote.{remote}.fetch=+{TAG_PREFIX}*:{TAG_PREFIX}*",
                 "-c", f"remote.{remote}.fetch=+{NOTES_REF}*:{NOTES_REF}*",
-                "-c", f"remote.{remote}.fetch=+{APPROVALS}*:{APPROVALS}*",
-                "-c", f"remote.{remote}.fetch=+{POLICY_REF}:{POLICY_REF}",
+                # the policy and the approvals (refs/meta/agentstage-approvals/...): a
+                # pattern, so a central repository without a policy is fetched all the same
+                "-c", f"remote.{remote}.fetch=+{POLICY_REF}*:{POLICY_REF}*",
                 "fetch", "--prune", "--quiet", remote)
     if done.returncode != 0:
         raise Unreachable(f"could not fetch from {remote}: "
