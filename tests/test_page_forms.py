@@ -566,3 +566,55 @@ def test_a_tools_own_config_and_adding_a_tool(alice: Tab, site: dict[str, Any]) 
     assert "base_url" in page.get_by_label("Config of tool billing-lookup").input_value()
     with session(site, "vera") as http:
         assert "/edit/tool" not in http.get(f"/agents/{agent}/edit").text
+
+
+def test_a_new_agent_from_the_agents_page(alice: Tab, site: dict[str, Any]) -> None:
+    page = alice.page
+    page.goto("/")
+    adding = page.get_by_role("form", name="Add an agent")
+    # refused: an id taken, then an id outside the grammar; what was typed is kept
+    before = rev(site, "staging")
+    for ident, says in ((AGENT, "already exists"), ("Bad Id", "invalid agent id")):
+        adding = page.get_by_role("form", name="Add an agent")
+        adding.get_by_label("Agent id").fill(ident)
+        adding.get_by_label("Name", exact=True).fill(HOSTILE)
+        adding.get_by_label("Description").fill("Typed <description>")
+        adding.get_by_label("Model name").fill("claude-x")
+        adding.get_by_role("button", name="Add the agent").click()
+        assert says in page.locator(".notice.error").inner_text().lower(), \
+            page.locator(".notice.error").inner_text()
+        adding = page.get_by_role("form", name="Add an agent")
+        assert adding.get_by_label("Agent id").input_value() == ident
+        assert adding.get_by_label("Name", exact=True).input_value() == HOSTILE
+        assert adding.get_by_label("Description").input_value() == "Typed <description>"
+        assert adding.get_by_label("Model name").input_value() == "claude-x"
+    alice.look("new-agent-refused", "Agents", adding)
+    assert rev(site, "staging") == before
+    # created: one commit, then its edit page
+    adding.get_by_label("Agent id").fill("new-bot")
+    adding.get_by_label("Model provider").fill("anthropic")
+    adding.get_by_role("button", name="Add the agent").click()
+    page.wait_for_url("**/agents/new-bot/edit?saved=*")
+    assert git(site["repo"], "rev-list", "--count", f"{before}..staging") == "1"
+    assert staging(site, "%an") == "alice"
+    settings = on_staging(site, "new-bot", "agent.yaml")
+    assert settings["name"] == HOSTILE and settings["description"] == "Typed <description>"
+    assert settings["model"]["name"] == "claude-x"
+    assert settings["model"]["provider"] == "anthropic"
+    assert page.get_by_label("Name", exact=True).input_value() == HOSTILE
+    alice.look("new-agent-created", "Edit")
+    page.goto("/?q=new-bot")
+    assert page.locator("table.agents tbody tr").count() == 1
+    # a viewer is not offered the form, and a forged post is refused; an editor is offered it
+    before = rev(site, "staging")
+    with session(site, "vera") as http:
+        text = http.get("/").text
+        assert 'action="/agents"' not in text
+        r = http.post("/agents", data={"csrf": field(text, "csrf"), "id": "forged",
+                                       "name": "Forged"})
+        assert r.status_code == 403 and "may not edit staging" in r.text
+        assert "Traceback" not in r.text
+        assert http.post("/agents", data={"id": "forged", "name": "x"}).status_code == 403
+    with session(site, "ed") as http:
+        assert 'action="/agents"' in http.get("/").text
+    assert rev(site, "staging") == before

@@ -22,8 +22,10 @@ from fastapi import APIRouter, Request, Response
 from agentstage import api_ops, html
 from agentstage.errors import AgentstageError, NotFound, UsageError
 from agentstage.server import page_actions, page_edit, page_session
-from agentstage.server.auth import PageReaderDep, StoreDep
+from agentstage.server.auth import PageReaderDep, StoreDep, check_editor
 from agentstage.server.page_base import PageRoute, page, secured
+from agentstage.server.page_session import FormDep, PosterDep
+from agentstage.server.responses import one_writer
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGE_SIZE = 100  # agents per page of the list
@@ -63,12 +65,10 @@ def _matches(query: str, row: Mapping[str, Any]) -> bool:
         needle in str(row.get("name") or "").casefold()
 
 
-@router.get("/")
-def agents_page(request: Request, store: StoreDep, _viewer: PageReaderDep, q: str = "") -> Response:
-    """Every agent: its production version, its last publish, and staging's changes."""
+def agents_context(request: Request, store: Any, q: str, number: int) -> dict[str, Any]:
     from agentstage.agents import agents_table
+    from agentstage.server.auth import powers
 
-    number = _int("page", request.query_params.get("page"), 1)
     query = q.strip()
     rows = agents_table(store)
     matched = [r for r in rows if _matches(query, r)] if query else rows
@@ -80,10 +80,43 @@ def agents_page(request: Request, store: StoreDep, _viewer: PageReaderDep, q: st
     def page_url(n: int) -> str:
         return "/?" + urlencode({k: v for k, v in (("q", query), ("page", str(n))) if v})
 
-    return page(request, "agents.html", rows=shown, q=query, total=len(rows),
-                matched=len(matched), page=number, pages=pages, page_url=page_url,
-                waiting=sum(1 for r in shown if r["changes"]),
-                crumbs=[("Agents", None)])
+    caller = getattr(request.state, "caller", None)
+    may_edit = caller is not None and powers(request, store, caller, "")[0]
+    return {"rows": shown, "q": query, "total": len(rows), "matched": len(matched),
+            "page": number, "pages": pages, "page_url": page_url, "may_edit": may_edit,
+            "waiting": sum(1 for r in shown if r["changes"]), "typed": {}, "error": None,
+            "crumbs": [("Agents", None)]}
+
+
+@router.get("/")
+def agents_page(request: Request, store: StoreDep, _viewer: PageReaderDep, q: str = "") -> Response:
+    """Every agent: its production version, its last publish, and staging's changes; to
+    editors, a form that adds one."""
+    number = _int("page", request.query_params.get("page"), 1)
+    return page(request, "agents.html", **agents_context(request, store, q, number))
+
+
+@router.post("/agents")
+def new_agent(request: Request, store: StoreDep, caller: PosterDep, form: FormDep) -> Response:
+    """A new agent on staging (one commit, as POST /api/v2/agents), then its edit page."""
+    agent = form.get("id", "").strip()
+    try:
+        who = check_editor(request, store, caller)
+        fields: dict[str, Any] = {"name": form.get("name", "").strip()}
+        if form.get("description", "").strip():
+            fields["description"] = form["description"].strip()
+        model = {k: form.get(k, "").strip() for k in ("provider", "model")}
+        if any(model.values()):
+            fields["model"] = {**api_ops.AGENT_TEMPLATE_MODEL,
+                               **({"provider": model["provider"]} if model["provider"] else {}),
+                               **({"name": model["model"]} if model["model"] else {})}
+        one_writer(request, lambda: api_ops.create_agent(
+            store, agent, fields, form.get("message", "").strip() or None, who))
+    except AgentstageError as exc:
+        context = agents_context(request, store, "", 1)
+        context.update(typed=form, error=page_actions.problem(exc))
+        return page(request, "agents.html", context["error"]["status"], **context)
+    return page_session.redirect(f"/agents/{agent}/edit?" + urlencode({"saved": "new agent"}))
 
 
 def agent_name(store: Any, agent: str) -> str | None:
