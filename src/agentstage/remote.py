@@ -154,11 +154,7 @@ def _push(store: Store, remote: str, before: dict[str, str | None], tags: list[s
              for agent, old in before.items()]
     undone = f"the local {shown} {'was' if len(tags) == 1 else 'were'} taken back and " \
              f"{', '.join(moved)}"
-    reasons = [line.removeprefix("remote: ").removeprefix("error: ").strip()
-               for line in done.stderr.splitlines()
-               if line.startswith("remote: error: ") or line.startswith("remote:   ")]
-    rejected = [line.split("\t")[-1] for line in done.stdout.splitlines()
-                if line.startswith("!\t")]
+    reasons, rejected = refusal(done)
     taken = remote_refs(store, remote, tag_refs) if rejected else None
     if taken:  # whatever the server said: someone published this version first
         raise Conflict(f"{remote} already has {', '.join(sorted(taken))}: someone published "
@@ -177,6 +173,17 @@ def _push(store: Store, remote: str, before: dict[str, str | None], tags: list[s
                    hint=f"{undone}; check the remote with 'git remote -v'")
 
 
+def refusal(done: subprocess.CompletedProcess[str]) -> tuple[list[str], list[str]]:
+    """What a refused `git push --porcelain` says: the server's reasons (its hook's
+    `remote: error:` lines and their continuations) and the rejection of each ref."""
+    reasons = [line.removeprefix("remote: ").removeprefix("error: ").strip()
+               for line in done.stderr.splitlines()
+               if line.startswith("remote: error: ") or line.startswith("remote:   ")]
+    rejected = [line.split("\t")[-1] for line in done.stdout.splitlines()
+                if line.startswith("!\t")]
+    return reasons, rejected
+
+
 def push_refs(store: Store, remote: str, refs: Sequence[str], what: str) -> None:
     """`git push --atomic REMOTE REF:REF...` of refs that are only ever created (approvals);
     the server's refusal is raised: PolicyDenied (exit 7) when its hook said no, NotFound
@@ -184,11 +191,7 @@ def push_refs(store: Store, remote: str, refs: Sequence[str], what: str) -> None
     done = _git(store, "push", "--atomic", "--porcelain", remote, *(f"{r}:{r}" for r in refs))
     if done.returncode == 0:
         return
-    reasons = [line.removeprefix("remote: ").removeprefix("error: ").strip()
-               for line in done.stderr.splitlines()
-               if line.startswith("remote: error: ") or line.startswith("remote:   ")]
-    rejected = [line.split("\t")[-1] for line in done.stdout.splitlines()
-                if line.startswith("!\t")]
+    reasons, rejected = refusal(done)
     if any("hook declined" in r for r in rejected):
         raise PolicyDenied(f"{remote} refused {what}" + "".join(f"\n  {r}" for r in reasons),
                            hint="it was taken back here; fix what the server says, then "

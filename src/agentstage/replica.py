@@ -36,6 +36,7 @@ from agentstage.errors import (
     Problem,
     UsageError,
 )
+from agentstage.remote import refusal
 from agentstage.store import PRODUCTION_PREFIX, STAGING, TAG_PREFIX, Store
 
 T = TypeVar("T")
@@ -143,11 +144,7 @@ def share(store: Store, remote: str, before: str | None) -> None:
     done = _git(store, "push", "--atomic", "--porcelain", remote, f"{STAGING}:{BRANCH}")
     if done.returncode == 0:
         return
-    reasons = [line.removeprefix("remote: ").removeprefix("error: ").strip()
-               for line in done.stderr.splitlines()
-               if line.startswith("remote: error: ") or line.startswith("remote:   ")]
-    rejected = [line.split("\t")[-1] for line in done.stdout.splitlines()
-                if line.startswith("!\t")]
+    reasons, rejected = refusal(done)
     try:
         store.update_refs({STAGING: (after, before)},
                           f"agentstage serve: {remote} did not take {after[:12]}")
