@@ -22,7 +22,6 @@ its tag atomically when staging tracks a remote, and puts the clone back when re
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from agentstage.errors import (
     Problem,
     UsageError,
 )
-from agentstage.remote import refusal
+from agentstage.remote import _git, _last_line, refusal
 from agentstage.store import PRODUCTION_PREFIX, STAGING, TAG_PREFIX, Store
 
 T = TypeVar("T")
@@ -53,18 +52,6 @@ class Unreachable(AgentstageError):
 
 class Moved(Conflict):
     """The remote's staging moved under a write: the clone now follows it; plan again."""
-
-
-def _git(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
-    from agentstage.remote import _git as run
-
-    return run(store, *args)
-
-
-def _reason(stderr: str, default: str) -> str:
-    from agentstage.remote import _last_line
-
-    return _last_line(stderr, default)
 
 
 def check(store: Store, remote: str) -> list[str]:
@@ -96,7 +83,7 @@ def _config(store: Store, *args: str) -> None:
     done = _git(store, "config", *args)
     if done.returncode != 0:
         raise UsageError(f"could not set git config {args[-2]}: "
-                         f"{_reason(done.stderr, 'git config failed')}")
+                         f"{_last_line(done.stderr, 'git config failed')}")
 
 
 def follow(store: Store, remote: str) -> bool:
@@ -115,7 +102,7 @@ def follow(store: Store, remote: str) -> bool:
                 "fetch", "--prune", "--quiet", remote)
     if done.returncode != 0:
         raise Unreachable(f"could not fetch from {remote}: "
-                          f"{_reason(done.stderr, 'fetch failed')}",
+                          f"{_last_line(done.stderr, 'fetch failed')}",
                           hint="the server keeps serving what it fetched last; check the "
                                f"remote with 'git fetch {remote}'")
     staging = store.remote_tracking(remote, BRANCH)
@@ -165,7 +152,7 @@ def share(store: Store, remote: str, before: str | None) -> None:
     if rejected:
         raise PolicyDenied(f"{remote} did not take the write: {'; '.join(rejected)}",
                            hint="nothing was written; the git server's own rules refused it")
-    raise Unreachable(f"could not push to {remote}: {_reason(done.stderr, 'push failed')}",
+    raise Unreachable(f"could not push to {remote}: {_last_line(done.stderr, 'push failed')}",
                       hint="nothing was written; check the remote with 'git remote -v'")
 
 
