@@ -270,18 +270,14 @@ def _push(repo: Path, *args: str) -> Any:
 
 def test_api_and_page_approve_and_refuse(tmp_path: Path) -> None:
     import re
-    import subprocess
-    import sys
 
-    from test_serve import Server, error, refs, sample_repo, server_env
+    from test_serve import Server, cli, error, refs, sample_repo, server_env
 
     repo = sample_repo(tmp_path)
     env = server_env(tmp_path / "home")
     (tmp_path / "policy.yaml").write_text(POLICY.format(count=1).replace(
         'editors: ["*"]', 'editors: ["*"]\n# ed edits, and may neither publish nor approve'))
-    assert subprocess.run([sys.executable, "-m", "agentstage", "-C", str(repo), "policy",
-                           "set", str(tmp_path / "policy.yaml")], env=env,
-                          capture_output=True, check=False).returncode == 0
+    assert cli(repo, env, "policy", "set", str(tmp_path / "policy.yaml")).returncode == 0
     server = Server(repo, env, "--auth", "header:X-Forwarded-User")
     url = f"/api/v2/agents/{AGENT}"
 

@@ -22,8 +22,7 @@ import pytest
 
 from conftest import git
 from test_page import ARTIFACTS, CHROMIUM, serious
-from test_serve import Server, sample_repo, server_env
-from test_serve_auth import cli
+from test_serve import Server, cli, sample_repo, server_env
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -39,6 +39,12 @@ def server_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def cli(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as a process in *env* (a server's, of server_env)."""
+    return subprocess.run([sys.executable, "-m", "agentstage", "-C", str(repo), *args],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
 class Server:
     def __init__(self, repo: Path, env: dict[str, str], *args: str) -> None:
         self.repo = repo

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from conftest import git
-from test_serve import Server, error, refs, sample_repo, server_env
+from test_serve import Server, cli, error, refs, sample_repo, server_env
 
 POLICY = """\
 admins: [alice]
@@ -39,11 +39,6 @@ ROLES = ("alice", "ed", "pub", "star", "nobody")
 # for a publish of billing-support
 MAY_EDIT = {"alice", "ed", "pub"}
 MAY_PUBLISH = {"alice", "pub", "star"}
-
-
-def cli(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agentstage", "-C", str(repo), *args],
-                          capture_output=True, text=True, env=env, timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -5,31 +5,24 @@ labelled with another's tag."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import git
-from test_serve import Server, sample_repo, server_env
+from test_serve import Server, cli, sample_repo, server_env
 
 AGENT = "billing-support"
-
-
-def cli(repo: Path, env: dict[str, str], *args: str, **extra: str) -> int:
-    return subprocess.run([sys.executable, "-m", "agentstage", "-C", str(repo), *args],
-                          capture_output=True, env={**env, **extra}, timeout=60).returncode
 
 
 def test_the_tag_ahead_of_production_is_served_with_its_own_config(
         tmp_path: Path) -> None:
     repo = sample_repo(tmp_path)
     env = server_env(tmp_path / "home")
-    assert cli(repo, env, "publish", AGENT, "-m", "first") == 0
-    assert cli(repo, env, "set", AGENT, "model.temperature=0.77", "-m", "warmer") == 0
-    assert cli(repo, env, "publish", AGENT, "-m", "second",
-               AGENTSTAGE_CRASH_AT="publish:after-tag") == 137
+    assert cli(repo, env, "publish", AGENT, "-m", "first").returncode == 0
+    assert cli(repo, env, "set", AGENT, "model.temperature=0.77", "-m", "warmer").returncode == 0
+    assert cli(repo, {**env, "AGENTSTAGE_CRASH_AT": "publish:after-tag"},
+               "publish", AGENT, "-m", "second").returncode == 137
     assert git(repo, "rev-parse", f"production/{AGENT}") == \
         git(repo, "rev-parse", f"{AGENT}/v1^{{commit}}")  # the crash left the tag ahead
     server = Server(repo, env)
