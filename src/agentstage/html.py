@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentstage.escape import html_text, terminal
 from agentstage.layout import SECTION_ORDER
-from agentstage.semdiff import FINAL_NEWLINE_ADDED, FINAL_NEWLINE_REMOVED, summarize
+from agentstage.semdiff import FINAL_NEWLINE_ADDED, FINAL_NEWLINE_REMOVED, LONG_TEXT, summarize
 
 if TYPE_CHECKING:
     import jinja2
@@ -36,7 +36,6 @@ STYLESHEET = STATIC / "agentstage.css"
 SECTION_TITLES = {"settings": "Settings", "instructions": "Instructions",
                   "knowledge": "Knowledge", "tools": "Tools", "guardrails": "Guardrails"}
 KINDS = {"added": ("+", "added"), "removed": ("−", "removed"), "modified": ("~", "modified")}
-LONG_TEXT = 80  # as semdiff: a text with a line break, or longer, gets a line diff
 CONTEXT = 3  # unchanged lines shown around a change in a line diff
 WORD_DIFF_LIMIT = 400  # tokens per line past which a changed line is marked whole
 WORD_SIMILARITY = 0.5  # below it (in words), two lines are a rewrite: no words marked
