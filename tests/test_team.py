@@ -95,6 +95,25 @@ def test_a_clone_sees_a_teammates_publish_after_fetch(run: Any, server: Path) ->
     assert [c["path"] for c in diff["changes"]] == ["description"]  # not alice's change
 
 
+def test_doctor_tells_a_clone_behind_the_team_to_pull_not_to_merge(run: Any, server: Path
+                                                                  ) -> None:
+    alice, bob = clone(server, "alice"), clone(server, "bob")
+    edit(run, alice, "model.temperature=0.3")
+    assert run("publish", A, "-m", "alice", repo=alice).code == 0
+    git(bob, "fetch", "-q", "--tags", "origin")  # bob sees the publish, not yet its staging
+    before = git(bob, "for-each-ref", "--format=%(refname) %(objectname)")
+    done = run("doctor", "--format", "json", repo=bob)
+    assert done.code == 0, done.err  # a warning: nothing is wrong, bob has not pulled
+    found = [f for f in done.json()["findings"] if f["kind"] in
+             ("staging-behind", "not-fast-forward")]
+    assert [(f["kind"], f["severity"], f["fix"]) for f in found] == \
+        [("staging-behind", "warning", "git pull --ff-only origin")]
+    assert git(bob, "for-each-ref", "--format=%(refname) %(objectname)") == before
+    git(bob, "pull", "-q", "--ff-only", "origin")
+    assert not [f for f in run("doctor", "--format", "json", repo=bob).json()["findings"]
+                if f["kind"] == "staging-behind"]
+
+
 # -- 2. publishing reaches the team -------------------------------------------------------------
 
 

@@ -34,6 +34,22 @@ def _finding(kind: str, where: str, message: str, repair: str | None = None,
             "repair": repair, "repaired": False, "fix": fix, "severity": severity}
 
 
+def _behind(store: Store, staging: str, production: str, prod_ref: str
+            ) -> dict[str, Any] | None:
+    """In a clone whose staging is only behind the team's (which has the publish): a
+    warning to pull, not a problem to merge."""
+    up = store.upstream(STAGING)
+    team = store.ref(up[1]) if up is not None else None
+    if up is None or team is None or not store.is_ancestor(staging, team) \
+            or not store.is_ancestor(production, team):
+        return None
+    short = up[1].removeprefix("refs/remotes/")
+    return _finding("staging-behind", prod_ref,
+                    f"staging is behind {short}, which has {prod_ref}: this clone has not "
+                    "pulled the team's edits yet", fix=f"git pull --ff-only {up[0]}",
+                    severity="warning")
+
+
 def _agents_with_refs(store: Store) -> dict[str, Versions]:
     """agent -> its publish tags as they exist (and agents with only a production ref)."""
     found: dict[str, list[str]] = {}
@@ -334,9 +350,10 @@ def _check_agent(store: Store, agent: str, versions: list[int], staging: str | N
                             f"{prod_ref} exists but {agent} has no publish tag"))
     if production is not None:
         if staging is not None and not store.is_ancestor(production, staging):
-            out.append(_finding("not-fast-forward", prod_ref,
-                                f"{prod_ref} is not an ancestor of staging: the next publish "
-                                "will be refused until production is merged into staging"))
+            out.append(_behind(store, staging, production, prod_ref) or _finding(
+                "not-fast-forward", prod_ref,
+                f"{prod_ref} is not an ancestor of staging: the next publish will be refused "
+                "until production is merged into staging"))
         out += _check_config(store, production, agent, prod_ref.removeprefix("refs/heads/"))
     return out
 
