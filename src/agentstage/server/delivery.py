@@ -22,7 +22,6 @@ from agentstage import api_ops
 from agentstage.api_ops import matches
 from agentstage.server.auth import StoreDep, reader
 from agentstage.server.responses import ERRORS
-from agentstage.store import Store
 
 router = APIRouter(prefix="/api/v2", tags=["delivery"], dependencies=[Depends(reader)],
                    responses=ERRORS)
@@ -90,13 +89,6 @@ class Cache:
                 self.agents.pop(agent, None)
 
 
-def _settled(store: Store, view: dict[str, Any]) -> bool:
-    """Whether the view's commit is its tag's: a publish writes its tag a moment before it
-    moves production, and an answer read in between must not be kept under the new tag."""
-    info = store.tag(view["tag"])
-    return info is not None and info.target == view["commit"]
-
-
 @router.get("/agents/{agent_id}/production")
 def production(request: Request, store: StoreDep, agent_id: str) -> Response:
     """The agent's live configuration; the ETag is its publish tag; 404 when never
@@ -104,9 +96,7 @@ def production(request: Request, store: StoreDep, agent_id: str) -> Response:
     request.app.state.events.start()  # the watcher sees every change after this read
     cache: Cache = request.app.state.delivery
     ticket = cache.ticket()
-    view = api_ops.production_view(store, agent_id)
-    if not _settled(store, view):  # no ETag: ask again, without one, in a moment
-        return JSONResponse(view, headers={"Cache-Control": "no-store"})
+    view = api_ops.production_view(store, agent_id)  # the tag's own commit and config
     answer = Answer.of(view, f'"{view["tag"]}"')
     cache.fill(ticket, agent_id, answer)
     return answer.response(request.headers.get("if-none-match"))
