@@ -28,6 +28,7 @@ from agentstage.server.responses import (
     AgentId,
     AgentRow,
     CorpusId,
+    IfMatch,
     InstructionId,
     Show,
     ToolId,
@@ -41,7 +42,6 @@ from agentstage.server.responses import (
 router = APIRouter(prefix="/api/v2/agents", tags=["agents"],
                    dependencies=[Depends(reader), Depends(unicode_body)],
                    responses=ERRORS)
-IfMatch = Annotated[str | None, Header(description="The agent's ETag this edit is based on")]
 WRITE = shape(Written, etag=True)
 Current = Mapping[str, Any]
 ENV_PATTERN = r"^(staging|production|v[1-9][0-9]{0,17})$"

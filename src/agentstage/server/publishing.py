@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,7 @@ from agentstage.server.responses import (
     Diff,
     HistoryEntry,
     HistoryPage,
+    IfMatch,
     Preview,
     Published,
     RolledBack,
@@ -37,7 +38,6 @@ from agentstage.server.responses import (
 router = APIRouter(prefix="/api/v2", tags=["publishing"],
                    dependencies=[Depends(reader), Depends(unicode_body)],
                    responses=ERRORS)
-IfMatch = Annotated[str | None, Header(description="The agent's ETag this write is based on")]
 
 
 class Publish(BaseModel):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Path, Request, Response
+from fastapi import Header, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -192,6 +192,7 @@ ToolId = Annotated[str, entry_id("tool")]
 ActionId = Annotated[str, entry_id("action")]
 InstructionId = Annotated[str, entry_id("instruction")]
 CorpusId = Annotated[str, entry_id("corpus")]
+IfMatch = Annotated[str | None, Header(description="The agent's ETag this write is based on")]
 
 ETAG = {"ETag": {"description": "the agent's version on staging: send it back as If-Match",
                  "schema": {"type": "string"}}}
