@@ -312,7 +312,6 @@ def _check_agent(store: Store, agent: str, versions: list[int], staging: str | N
         try:
             info = store.tag(name)
             assert info is not None
-            parse_record(info)
             problems = record_problems(store, info, read_record(info)[1], deep=True)
         except AgentstageError as exc:
             out.append(_finding("bad-tag", TAG_PREFIX + name, exc.message))

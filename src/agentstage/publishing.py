@@ -561,9 +561,13 @@ def reconcile(store: Store, agent: str, who: Identity) -> list[str]:
 def _release(info: TagInfo) -> list[str]:
     """The tags a publish record names as its release (empty for a single publish)."""
     try:
-        named = read_record(info)[1].get("release", [])
+        return _released(read_record(info)[1])
     except AgentstageError:
         return []
+
+
+def _released(record: dict[str, Any]) -> list[str]:
+    named = record.get("release", [])
     return [n for n in named if isinstance(n, str)] if isinstance(named, list) else []
 
 
@@ -649,7 +653,10 @@ def _json_depth(text: str) -> int:
 
 def parse_record(info: TagInfo) -> dict[str, Any]:
     """A publish tag as a history entry (DESIGN.md section 4)."""
-    reason, record = read_record(info)
+    return _entry(info, *read_record(info))
+
+
+def _entry(info: TagInfo, reason: str, record: dict[str, Any]) -> dict[str, Any]:
     return {
         "agent": record.get("agent"),
         "version": record.get("version"),
@@ -665,7 +672,7 @@ def parse_record(info: TagInfo) -> dict[str, Any]:
         "staging_commit": record.get("staging_commit"),
         "retired": bool(record.get("retired", False)),
         "approvals": record.get("approvals", []),
-        "release": _release(info),
+        "release": _released(record),
     }
 
 
@@ -782,8 +789,9 @@ def history(store: Store, agent: str | None = None, author: str | None = None,
         if info is None or not keep(info):
             continue
         try:
-            entry = parse_record(info)
-            problems = record_problems(store, info, read_record(info)[1])
+            reason, record = read_record(info)
+            entry = _entry(info, reason, record)
+            problems = record_problems(store, info, record)
         except AgentstageError as exc:  # one unreadable record is reported, the rest shown
             warn(f"{exc.message} (skipped)")
             continue
