@@ -15,24 +15,13 @@ from fastapi import APIRouter, Request, Response
 from agentstage import api_ops, html
 from agentstage.errors import AgentstageError, UsageError
 from agentstage.server.auth import StoreDep, check_editor, check_publisher, powers
-from agentstage.server.page_base import PageRoute, page, status_of
+from agentstage.server.page_base import PageRoute, page, problem, status_of
 from agentstage.server.page_session import FormDep, PosterDep, redirect
 from agentstage.server.responses import one_writer
 from agentstage.store import Store
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MAX_REASON = 10_000
-
-
-def problem(exc: AgentstageError, status: int | None = None) -> dict[str, Any]:
-    """An error for a template: what happened, what to do, the located problems."""
-    from agentstage.errors import InvalidConfig
-
-    problems = [{"where": p.file if p.line is None else f"{p.file}:{p.line}", "path": p.path,
-                 "message": p.message} for p in exc.problems] \
-        if isinstance(exc, InvalidConfig) else []
-    return {"status": status or status_of(exc), "message": exc.message, "hint": exc.hint,
-            "problems": problems}
 
 
 def staging_etag(store: Store, agent: str) -> str:

@@ -81,8 +81,6 @@ class PageRoute(APIRoute):
         return page_handler
 
 
-
-
 def secured(response: Response) -> Response:
     response.headers.update(HEADERS)
     return response
@@ -132,13 +130,20 @@ def status_of(exc: AgentstageError) -> int:
     return next((s for cls, s, _code in STATUSES if isinstance(exc, cls)), 500)
 
 
-def error_page(request: Request, exc: AgentstageError, status: int | None = None
-               ) -> HTMLResponse:
-    if status is None:
-        status = status_of(exc)
+def problem(exc: AgentstageError, status: int | None = None) -> dict[str, Any]:
+    """An error for a template: its status, what happened, what to do, the located
+    problems."""
     problems = [{"where": p.file if p.line is None else f"{p.file}:{p.line}", "path": p.path,
                  "message": p.message} for p in exc.problems] \
         if isinstance(exc, InvalidConfig) else []
+    return {"status": status or status_of(exc), "message": exc.message, "hint": exc.hint,
+            "problems": problems}
+
+
+def error_page(request: Request, exc: AgentstageError, status: int | None = None
+               ) -> HTMLResponse:
+    error = problem(exc, status)
+    status, problems = error["status"], error["problems"]
     message, hint = exc.message, exc.hint
     if problems:
         message = ("The configuration does not load: " +

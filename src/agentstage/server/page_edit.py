@@ -21,8 +21,7 @@ from agentstage.edit import Edit
 from agentstage.errors import AgentstageError, Conflict, NotFound, UsageError
 from agentstage.fieldpath import Entry, Key
 from agentstage.server.auth import PageReaderDep, StoreDep, check_editor, powers
-from agentstage.server.page_actions import problem
-from agentstage.server.page_base import PageRoute, page
+from agentstage.server.page_base import PageRoute, page, problem
 from agentstage.server.page_session import FormDep, PosterDep, redirect
 from agentstage.server.responses import one_writer
 from agentstage.store import Store

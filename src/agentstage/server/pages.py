@@ -23,7 +23,7 @@ from agentstage import api_ops, html
 from agentstage.errors import AgentstageError, NotFound, UsageError
 from agentstage.server import page_actions, page_edit, page_session
 from agentstage.server.auth import PageReaderDep, StoreDep, check_editor
-from agentstage.server.page_base import PageRoute, page, secured
+from agentstage.server.page_base import PageRoute, page, problem, secured
 from agentstage.server.page_session import FormDep, PosterDep
 from agentstage.server.responses import one_writer
 
@@ -114,7 +114,7 @@ def new_agent(request: Request, store: StoreDep, caller: PosterDep, form: FormDe
             store, agent, fields, form.get("message", "").strip() or None, who))
     except AgentstageError as exc:
         context = agents_context(request, store, "", 1)
-        context.update(typed=form, error=page_actions.problem(exc))
+        context.update(typed=form, error=problem(exc))
         return page(request, "agents.html", context["error"]["status"], **context)
     return page_session.redirect(f"/agents/{agent}/edit?" + urlencode({"saved": "new agent"}))
 
