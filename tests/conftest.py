@@ -18,6 +18,7 @@ from agentstage.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample-repo"
 AUTHOR = "Test Author <test@example.com>"
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's: test_page skips without it
 
 
 @pytest.fixture(autouse=True)
@@ -109,6 +110,17 @@ def bare(repo: Path, tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium, one for a module of page tests."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield launched
+        launched.close()
+
+
 def hooked_server(base: Path, run: Any) -> tuple[Path, Path]:
     """A checkout of the sample agents, and a bare server with the server hook installed
     by `hooks install --server` and staging pushed to it through the hook."""
@@ -138,5 +150,5 @@ def tree_state(repo: Path) -> str:
     return git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
 
 
-__all__ = ["AUTHOR", "ROOT", "SAMPLE", "Result", "commit_all", "copy_repo", "git",
+__all__ = ["AUTHOR", "CHROMIUM", "ROOT", "SAMPLE", "Result", "commit_all", "copy_repo", "git",
            "hooked_server", "tree_state", "write_agent"]

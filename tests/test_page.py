@@ -23,10 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import ROOT, commit_all, git, write_agent
+from conftest import CHROMIUM, ROOT, commit_all, git, write_agent
 from test_serve import Server, sample_repo, server_env
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     if os.environ.get("CI"):
         raise RuntimeError(f"{CHROMIUM} is missing: .ci/run installs it (apt-get install "
@@ -34,7 +33,7 @@ if not CHROMIUM.exists():
     pytest.skip(f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium)",
                 allow_module_level=True)
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 axe_api = pytest.importorskip("axe_playwright_python.sync_playwright")
 
 USER = "X-Agentstage-User"
@@ -126,14 +125,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                                                  for n in range(500)}})
     yield server
     assert server.stop() == 0, server.stderr
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
-        yield launched
-        launched.close()
 
 
 class Tab:

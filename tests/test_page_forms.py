@@ -21,10 +21,8 @@ import httpx
 import pytest
 
 from conftest import git
-from test_page import ARTIFACTS, CHROMIUM, serious
+from test_page import ARTIFACTS, serious
 from test_serve import Server, cli, sample_repo, server_env
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 POLICY = """\
 admins: [alice]
@@ -52,14 +50,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     yield {"repo": repo, "env": env, "tokens": tokens, "server": server}
     assert server.stop() == 0, server.stderr
     assert "Traceback" not in server.stderr, server.stderr
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
-        yield launched
-        launched.close()
 
 
 class Tab:
