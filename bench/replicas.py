@@ -23,9 +23,7 @@ import argparse
 import http.client
 import json
 import os
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +32,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from serve import Served
 
 SIZE = (200, 1000, 100, 50)  # agents, commits, tags, hot publishes: run.py's --quick size
 CLIENTS = 8
@@ -50,36 +50,6 @@ def call(cmd: Sequence[str], env: dict[str, str]) -> str:
     if done.returncode != 0:
         raise SystemExit(f"bench: {' '.join(cmd)!r} exited {done.returncode}:\n{done.stderr}")
     return done.stdout.strip()
-
-
-class Replica:
-    """`agentstage serve --remote origin` on a free loopback port over the bare clone *path*;
-    its stderr (the access log) to *log*."""
-
-    def __init__(self, path: Path, env: dict[str, str], log: Path) -> None:
-        self.log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [agentstage(), "-C", str(path), "serve", "--port", "0", "--remote", "origin"],
-            stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
-        line = self.proc.stdout.readline().strip() if ready else ""
-        if not line.startswith("http://"):
-            self.stop()
-            raise SystemExit(f"bench: agentstage serve --remote printed {line!r}:\n"
-                             f"{log.read_text()[-2000:]}")
-        host, _, port = line.removeprefix("http://").rpartition(":")
-        self.host, self.port = host, int(port)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
 
 
 class World:
@@ -136,7 +106,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def drive(world: World, replicas: list[Replica], clients: int, seconds: float | None,
+def drive(world: World, replicas: list[Served], clients: int, seconds: float | None,
           count: int | None = None) -> dict[str, Any]:
     """*clients* threads, client n on replica n % len(replicas) and agent n, editing for
     *seconds* (or *count* edits each), after one untimed edit each."""
@@ -238,7 +208,7 @@ def measure(cached: Path, env: dict[str, str], tmp: Path, seconds: float, serial
     if len(world.agents) < clients:
         raise SystemExit(f"bench: {len(world.agents)} agents for {clients} clients")
     phases = []
-    one = [Replica(world.clone(), world.env, tmp / "replica-1.log")]
+    one = [Served(world.clone(), world.env, tmp / "replica-1.log", "--remote", "origin")]
     try:
         phases.append({"name": "1 client, 1 replica", **drive(world, one, 1, None, serial)})
         phases.append({"name": f"{clients} clients, 1 replica",
@@ -246,10 +216,11 @@ def measure(cached: Path, env: dict[str, str], tmp: Path, seconds: float, serial
     finally:
         for r in one:
             r.stop()
-    three: list[Replica] = []
+    three: list[Served] = []
     try:
         for n in range(3):
-            three.append(Replica(world.clone(), world.env, tmp / f"replica-3-{n}.log"))
+            three.append(Served(world.clone(), world.env, tmp / f"replica-3-{n}.log",
+                                "--remote", "origin"))
         phases.append({"name": f"{clients} clients, 3 replicas",
                        **drive(world, three, clients, seconds)})
     finally:

@@ -38,19 +38,20 @@ WRK = ("-t2", "-c50", "-d10s", "--latency")
 
 
 class Served:
-    """`agentstage serve` on a free loopback port over *repo*; its access log to a file."""
+    """`agentstage serve *args` on a free loopback port over *repo*; its access log to *log*."""
 
-    def __init__(self, repo: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(self, repo: Path, env: dict[str, str], log: Path, *args: str) -> None:
         self.log = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "agentstage"), "-C", str(repo), "serve",
-             "--port", "0"], stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
+             "--port", "0", *args], stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], 60)
         line = self.proc.stdout.readline().strip() if ready else ""
         if not line.startswith("http://"):
             self.stop()
-            raise SystemExit(f"bench: agentstage serve printed {line!r}; see {log}")
+            raise SystemExit(f"bench: {' '.join(['agentstage serve', *args])} printed "
+                             f"{line!r}:\n{log.read_text()[-2000:]}")
         self.url = line
         self.host, _, port = line.removeprefix("http://").rpartition(":")
         self.port = int(port)
@@ -62,6 +63,7 @@ class Served:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(10)
         self.log.close()
 
 
