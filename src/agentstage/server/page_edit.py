@@ -301,11 +301,10 @@ def settings_help(kind: str) -> str:
 
 
 def edit_context(request: Request, store: Store, agent: str) -> dict[str, Any]:
-    from agentstage.server.pages import agent_name
-
     config, etag = api_ops.staging_view(store, agent)
     may_edit, _may_publish = powers(request, store, request.state.caller, agent)
-    return {"agent": agent, "name": agent_name(store, agent), "config": config,
+    name = config.get("name")  # as pages.agent_name, without loading staging again
+    return {"agent": agent, "name": name if isinstance(name, str) else None, "config": config,
             "etag": etag or "", "may_edit": may_edit, "typed": None, "error": None,
             "lost": None, "pretty": pretty, "access_values": ACCESS,
             "settings_help": settings_help,
