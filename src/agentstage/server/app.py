@@ -47,9 +47,13 @@ STATUSES: tuple[tuple[type[AgentstageError], int, str], ...] = (
 )
 
 
+def status_of(exc: AgentstageError) -> tuple[int, str]:
+    """The status and error code the API answers *exc* with."""
+    return next(((s, c) for cls, s, c in STATUSES if isinstance(exc, cls)), (500, "internal"))
+
+
 def error_response(exc: AgentstageError) -> JSONResponse:
-    status, code = next(((s, c) for cls, s, c in STATUSES if isinstance(exc, cls)),
-                        (500, "internal"))
+    status, code = status_of(exc)
     problems = [p.as_json() for p in exc.problems] if isinstance(exc, InvalidConfig) else None
     body = error_body(code, exc.message, exc.hint, problems)
     if exc.payload:  # e.g. {"published": false, "has_changes": false}, a revert's conflicts

@@ -125,9 +125,9 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
 
 def status_of(exc: AgentstageError) -> int:
     """The status the API answers *exc* with."""
-    from agentstage.server.app import STATUSES
+    from agentstage.server import app
 
-    return next((s for cls, s, _code in STATUSES if isinstance(exc, cls)), 500)
+    return app.status_of(exc)[0]
 
 
 def problem(exc: AgentstageError, status: int | None = None) -> dict[str, Any]:
