@@ -72,13 +72,11 @@ class TokenFile:
 
     # -- reading -----------------------------------------------------------------------
 
-    def _read(self) -> tuple[dict[str, Any], tuple[int, int, int] | None]:
+    def _read(self) -> dict[str, Any]:
         try:
-            with open(self.path, "rb") as f:
-                st = os.fstat(f.fileno())
-                data = f.read()
+            data = self.path.read_bytes()
         except FileNotFoundError:
-            return {"version": 1, "session_key": "", "tokens": []}, None
+            return {"version": 1, "session_key": "", "tokens": []}
         except OSError as exc:
             raise UsageError(f"cannot read the tokens file {self.path}: {exc.strerror}",
                              hint="check its permissions, or name another with --tokens") \
@@ -93,7 +91,7 @@ class TokenFile:
             raise UsageError(f"{self.path} is not an agentstage tokens file ({exc})",
                              hint="move it away; 'agentstage token create' makes a new one") \
                 from None
-        return doc, (st.st_ino, st.st_mtime_ns, st.st_size)
+        return doc
 
     def _refresh(self) -> None:
         now = time.monotonic()
@@ -108,7 +106,7 @@ class TokenFile:
                 key = (0, 0, 0)
             if key == self._seen:
                 return
-            doc, _ = self._read()
+            doc = self._read()
             self._entries = {t["id"]: TokenEntry(**t) for t in doc["tokens"]}
             self._session_key = bytes.fromhex(doc.get("session_key") or "")
             self._seen = key
@@ -139,7 +137,7 @@ class TokenFile:
         return self._session_key
 
     def entries(self) -> list[TokenEntry]:
-        doc, _ = self._read()
+        doc = self._read()
         return [TokenEntry(**t) for t in doc["tokens"]]
 
     # -- writing -----------------------------------------------------------------------
@@ -153,7 +151,7 @@ class TokenFile:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            doc, _ = self._read()
+            doc = self._read()
             if not doc.get("session_key"):
                 doc["session_key"] = secrets.token_hex(32)
             yield doc
