@@ -91,15 +91,20 @@ def commit_all(repo: Path, message: str = "edit") -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Path]:
-    """A checkout on `staging` holding the three sample agents, in one commit."""
-    path = tmp_path / "repo"
+def sample_repo(base: Path, name: str = "repo") -> Path:
+    """base/name: a checkout on `staging` holding the three sample agents, in one commit."""
+    path = base / name
     path.mkdir()
     git(path, "init", "-q", "-b", "staging")
     shutil.copytree(SAMPLE / "agents", path / "agents")
     commit_all(path, "Add sample agents")
-    yield path
+    return path
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Path]:
+    """A checkout on `staging` holding the three sample agents, in one commit."""
+    yield sample_repo(tmp_path)
 
 
 @pytest.fixture
@@ -124,10 +129,7 @@ def browser() -> Iterator[Any]:
 def hooked_server(base: Path, run: Any) -> tuple[Path, Path]:
     """A checkout of the sample agents, and a bare server with the server hook installed
     by `hooks install --server` and staging pushed to it through the hook."""
-    source = base / "source"
-    shutil.copytree(SAMPLE / "agents", source / "agents")
-    git(source, "init", "-q", "-b", "staging")
-    commit_all(source, "Add sample agents")
+    source = sample_repo(base, "source")
     server = base / "server.git"
     git(base, "init", "-q", "--bare", "-b", "staging", str(server))
     assert run("hooks", "install", "--server", repo=server).code == 0
@@ -151,4 +153,4 @@ def tree_state(repo: Path) -> str:
 
 
 __all__ = ["AUTHOR", "CHROMIUM", "ROOT", "SAMPLE", "Result", "commit_all", "copy_repo", "git",
-           "hooked_server", "tree_state", "write_agent"]
+           "hooked_server", "sample_repo", "tree_state", "write_agent"]

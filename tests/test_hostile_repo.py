@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SAMPLE, commit_all, git, tree_state
+from conftest import commit_all, git, sample_repo, tree_state
 
 A = "billing-support"
 SECRET = "sk-live-SECRET-TOKEN-4242"
@@ -45,10 +45,7 @@ def checksum(directory: Path) -> str:
 
 def attacker_repo(base: Path, run: Any) -> Path:
     """The attacker's repository: the sample agents on staging, billing-support published."""
-    path = base / "attacker"
-    shutil.copytree(SAMPLE / "agents", path / "agents")
-    git(path, "init", "-q", "-b", "staging")
-    commit_all(path, "Add sample agents")
+    path = sample_repo(base, "attacker")
     assert run("publish", A, "-m", "first", "--no-push", repo=path).code == 0
     return path
 

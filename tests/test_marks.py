@@ -17,7 +17,7 @@ from agentstage.agents import agent_state
 from agentstage.marks import MEMO_DIR, trailers
 from agentstage.publishing import _pending, _real_mark
 from agentstage.store import Store
-from conftest import git
+from conftest import git, sample_repo
 
 AGENT = "billing-support"
 
@@ -70,15 +70,7 @@ OPS = st.lists(st.sampled_from(["edit", "publish", "revert", "restore", "true-tr
 def test_the_index_finds_what_reading_every_commit_finds(ops: list[str], run: Any,
                                                           tmp_path_factory: Any) -> None:
     base = tmp_path_factory.mktemp("marks")
-    repo = base / "repo"
-    git(base, "init", "-q", "-b", "staging", str(repo))
-    import shutil
-
-    from conftest import SAMPLE
-
-    shutil.copytree(SAMPLE / "agents", repo / "agents")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "Add sample agents")
+    repo = sample_repo(base)
     assert run("publish", AGENT, "-m", "first", repo=repo).code == 0
     for step, op in enumerate(ops, 1):
         version = int(agent_state(Store.open(repo), AGENT).version)

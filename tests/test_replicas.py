@@ -4,7 +4,6 @@ policy (README: Running several servers)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import SAMPLE, commit_all, git
+from conftest import git, sample_repo
 from test_serve import AUTHOR_NAME, Server, server_env
 
 AGENTS = ("billing-support", "sales-assistant")
@@ -38,10 +37,7 @@ class World:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.env = server_env(base / "home", REMOTE_USER="alice")
-        source = base / "source"
-        shutil.copytree(SAMPLE / "agents", source / "agents")
-        git(source, "init", "-q", "-b", "staging")
-        commit_all(source, "Add sample agents")
+        source = sample_repo(base, "source")
         self.central = base / "central.git"
         git(base, "init", "-q", "--bare", "-b", "staging", str(self.central))
         self.cli("hooks", "install", "--server", repo=self.central)
@@ -350,10 +346,7 @@ def test_a_central_repository_without_a_policy(tmp_path: Path) -> None:
     """No refs/meta/agentstage on the central repository: a replica starts, follows and
     pushes all the same (its fetch asks for the policy by a pattern)."""
     env = server_env(tmp_path / "home", REMOTE_USER="alice")
-    source = tmp_path / "source"
-    shutil.copytree(SAMPLE / "agents", source / "agents")
-    git(source, "init", "-q", "-b", "staging")
-    commit_all(source, "Add sample agents")
+    source = sample_repo(tmp_path, "source")
     central = tmp_path / "central.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "staging", str(central))
     git(source, "push", "-q", str(central), "staging")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import SAMPLE, commit_all, git
+from conftest import commit_all, git, sample_repo
 
 AUTHOR_NAME, AUTHOR_EMAIL = "Serve Author", "serve@example.com"
 JSON = {"content-type": "application/json"}
@@ -88,15 +87,6 @@ class Server:
             self.reader.join(timeout=10)
         self.stderr = "".join(getattr(self, "lines", []))
         return self.proc.returncode
-
-
-def sample_repo(base: Path) -> Path:
-    repo = base / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "staging")
-    shutil.copytree(SAMPLE / "agents", repo / "agents")
-    commit_all(repo, "Add sample agents")
-    return repo
 
 
 @pytest.fixture(scope="module")
