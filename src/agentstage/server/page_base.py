@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -81,7 +81,10 @@ class PageRoute(APIRoute):
         return page_handler
 
 
-def secured(response: Response) -> Response:
+R = TypeVar("R", bound=Response)
+
+
+def secured(response: R) -> R:
     response.headers.update(HEADERS)
     return response
 
@@ -120,7 +123,7 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
     text = html.render(template, css_version=html.stylesheet_version(), app_version=__version__,
                        auth_mode=request.app.state.auth.mode, **context)
     response = HTMLResponse(text, status_code=status_code, headers={"Cache-Control": "no-store"})
-    return secured(response)  # type: ignore[return-value]
+    return secured(response)
 
 
 def status_of(exc: AgentstageError) -> int:
