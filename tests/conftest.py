@@ -94,7 +94,7 @@ def commit_all(repo: Path, message: str = "edit") -> str:
 def sample_repo(base: Path, name: str = "repo") -> Path:
     """base/name: a checkout on `staging` holding the three sample agents, in one commit."""
     path = base / name
-    path.mkdir()
+    path.mkdir(parents=True)
     git(path, "init", "-q", "-b", "staging")
     shutil.copytree(SAMPLE / "agents", path / "agents")
     commit_all(path, "Add sample agents")
