@@ -192,7 +192,8 @@ TINY = AgentConfig.model_validate({"settings": {
 
 
 @settings(max_examples=100 if STRESS else 15, deadline=None, derandomize=not STRESS,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.filter_too_much])  # two equal configs: assumed away
 @given(CONFIGS, CONFIGS)
 @example(TINY, {**TINY, "tags": ["x"]})  # a float ruamel re-formatted: an internal error once
 def test_revert_of_a_publish_gives_back_the_configuration_before_it(
@@ -215,7 +216,7 @@ def test_revert_of_a_publish_gives_back_the_configuration_before_it(
     assert done.code == 0, done.err
     reverted = load_at(Store.open(path), store.ref(STAGING), "bot")
     assert reverted is not None
-    assert norm(reverted.as_dict()) == norm(round_trip(a))  # not the diff as its own oracle
+    assert norm(reverted) == norm(round_trip(a))  # not the diff as its own oracle
 
 
 # (a key with U+0085 or another control or invisible character is refused by the loader:

@@ -64,7 +64,7 @@ def staging_config(repo: Path, agent: str) -> dict[str, Any]:
     store = Store.open(repo)
     config = load_at(store, store.ref(STAGING), agent)
     assert config is not None
-    return config.as_dict()
+    return config
 
 
 def check_invariants(repo: Path, outcomes: list[Outcome]) -> dict[str, int]:

@@ -15,12 +15,16 @@ from conftest import commit_all, git
 CLI = {"agentstage", "agentstage.cli", "agentstage.cli_approvals", "agentstage.cli_hooks",
        "agentstage.errors"}
 # Reading and validating an agent at a commit.
-READ = {"agentstage.config", "agentstage.escape", "agentstage.faults", "agentstage.ids",
-        "agentstage.layout", "agentstage.model", "agentstage.store", "agentstage.worktree",
-        "agentstage.yamlload"}
-DIFF = CLI | READ | {"agentstage.agents", "agentstage.publishing", "agentstage.render",
-                     "agentstage.semdiff"}
-HOOK = CLI | READ | {"agentstage.hooks", "agentstage.policy", "agentstage.pushlog"}
+# Reading an agent at a commit that earlier processes read (diskcache.py) ...
+KNOWN = {"agentstage.agents", "agentstage.diskcache", "agentstage.faults", "agentstage.ids",
+         "agentstage.layout", "agentstage.store", "agentstage.worktree", "agentstage.yamlload"}
+# ... and reading a valid one for the first time (fastload.py): no validation library.
+READ = KNOWN | {"agentstage.escape", "agentstage.fastload"}
+DISPLAY = {"agentstage.escape"}  # the terminal's too
+DIFF = CLI | READ | {"agentstage.publishing", "agentstage.render", "agentstage.semdiff"}
+HOOK = CLI | READ | {"agentstage.hooks", "agentstage.meta", "agentstage.pushlog"}
+# What only an invalid configuration needs: the models, to word its problems.
+VALIDATION = {"pydantic", "agentstage.config", "agentstage.model"}
 # Never for these commands: the network, the server, the pages.
 NEVER = {"subprocess", "html", "fastapi", "starlette", "uvicorn", "jinja2", "httpx"}
 
@@ -40,7 +44,14 @@ def ours(modules: set[str]) -> set[str]:
 def test_diff_imports_only_what_a_diff_needs(repo: Path) -> None:
     modules = imported(["diff", "billing-support"], repo)
     assert ours(modules) == DIFF
-    assert modules.isdisjoint(NEVER)
+    assert modules.isdisjoint(VALIDATION | NEVER)  # valid: fastload.py reads it
+
+
+def test_a_diff_of_configurations_read_before_imports_no_validation(repo: Path) -> None:
+    imported(["diff", "billing-support"], repo)  # leaves both configurations on disk
+    modules = imported(["diff", "billing-support"], repo)
+    assert ours(modules) == DIFF - READ | KNOWN | DISPLAY
+    assert modules.isdisjoint(VALIDATION | NEVER)
 
 
 def test_the_server_hook_imports_only_what_checking_a_push_needs(repo: Path,
@@ -53,7 +64,11 @@ def test_the_server_hook_imports_only_what_checking_a_push_needs(repo: Path,
     modules = imported(["hook", "pre-receive"], bare, f"{old} {new} refs/heads/staging\n")
     assert ours(modules) == HOOK
     assert "agentstage.render" not in modules and "agentstage.publishing" not in modules
-    assert modules.isdisjoint(NEVER - {"subprocess"})  # it looks for a kept hook with git
+    assert modules.isdisjoint(VALIDATION | NEVER - {"subprocess"})  # git: for a kept hook
+    # the same commit again (the publish's push after staging's): nothing to validate
+    modules = imported(["hook", "pre-receive"], bare, f"{old} {new} refs/heads/staging\n")
+    assert ours(modules) == HOOK - READ | KNOWN
+    assert modules.isdisjoint(VALIDATION)
 
 
 def test_help_imports_neither_git_nor_yaml_nor_pydantic(tmp_path: Path) -> None:

@@ -7,10 +7,8 @@ import re
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from agentstage.config import load_agent
 from agentstage.errors import AgentstageError, InvalidConfig, NotFound, UsageError
 from agentstage.ids import check_agent_id, is_agent_id
-from agentstage.model import AgentConfig
 from agentstage.store import (
     PRODUCTION_PREFIX,
     STAGING,
@@ -132,27 +130,43 @@ def latest_version(store: Store, agent: str) -> int:
     return list_versions(store, agent).latest
 
 
-# (agent, its tree id, where) -> its configuration: a tree id names the files' bytes, so
-# a configuration is loaded once per process (production's, tagged, never changes).
-_CONFIGS: Lru[tuple[str, str, str], AgentConfig] = Lru(20_000)
+# (agent, its tree id) -> its configuration: a tree id names the files' bytes, so a
+# configuration is loaded once per process, and once per repository (diskcache.py).
+_CONFIGS: Lru[tuple[str, str], dict[str, Any]] = Lru(20_000)
 
 
-def load_at(store: Store, commit: str | None, agent: str, where: str = "") -> AgentConfig | None:
-    """The agent's configuration at *commit*, None when it has no such agent."""
+def load_at(store: Store, commit: str | None, agent: str, where: str = ""
+            ) -> dict[str, Any] | None:
+    """The agent's configuration at *commit* as `AgentConfig.as_dict()` gives it, None when
+    it has no such agent; InvalidConfig, naming `<where>:agents/<agent>`, when its files do
+    not load. The answer is shared: read it, never change it."""
     tree = store.agent_tree(commit, agent)
     if tree is None:
         return None
-    config = _CONFIGS.get((agent, tree, where))
+    return _load(store, commit, agent, tree, where)
+
+
+def _load(store: Store, commit: str | None, agent: str, tree: str, where: str
+          ) -> dict[str, Any]:
+    key = (agent, tree)
+    config = _CONFIGS.get(key)
     if config is not None:
         return config
-    files = store.agent_files(commit, agent)
-    return None if files is None else _load(agent, tree, files, where)
+    disk = store.disk_cache
+    config = disk.config(agent, tree) if disk is not None else None
+    if config is None:
+        from agentstage.fastload import load_valid
 
+        files = store.agent_files(commit, agent) or {}
+        config = load_valid(agent, files)
+        if config is None:  # not plainly valid: the models decide, and word the problems
+            from agentstage.config import load_agent
 
-def _load(agent: str, tree: str, files: dict[str, bytes], where: str) -> AgentConfig:
-    shown = f"{where}:agents/{agent}" if where else None
-    config = load_agent(agent, files, shown)
-    _CONFIGS.put((agent, tree, where), config)
+            config = load_agent(agent, files, f"{where}:agents/{agent}" if where else None
+                                ).as_dict()
+        if disk is not None:
+            disk.put_config(agent, tree, config)
+    _CONFIGS.put(key, config)
     return config
 
 
@@ -249,7 +263,7 @@ def show_config(store: Store, agent: str, env: str) -> dict[str, Any]:
     config = load_at(store, commit, agent, env)
     if config is None:
         raise NotFound(f"no agent {agent!r} in {env}")
-    return config.as_dict()
+    return config
 
 
 class _Listing(NamedTuple):
@@ -327,15 +341,10 @@ def _agent_row(store: Store, staging: str, agent: str, version: int,
     tree = store.agent_tree(staging, agent)
     name = ""
     if tree is not None:
-        config = _CONFIGS.get((agent, tree, ""))
-        if config is None:
-            files = store.agent_files(staging, agent)
-            try:
-                config = _load(agent, tree, files or {}, "")
-            except AgentstageError:  # an invalid agent is listed all the same
-                name = "(invalid)"
-        if config is not None:
-            name = config.settings.name
+        try:
+            name = _load(store, staging, agent, tree, "")["name"]
+        except AgentstageError:  # an invalid agent is listed all the same
+            name = "(invalid)"
     return {
         "agent": agent,
         "name": name,

@@ -11,14 +11,13 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from agentstage.agents import agent_state, load_at, parse_tag, staging_head
-from agentstage.config import agent_dir
 from agentstage.edit import Edit, apply_edits
 from agentstage.editing import agent_data, check_agent, commit_agent_files
 from agentstage.errors import AgentstageError, Conflict, InvalidConfig, NotFound, UsageError
 from agentstage.faults import pause_point
 from agentstage.fieldpath import Entry, FieldPath, Key, render_path
 from agentstage.ids import check_agent_id
-from agentstage.layout import ENTRY_ID_PATTERN
+from agentstage.layout import ENTRY_ID_PATTERN, agent_dir
 from agentstage.semdiff import diff_configs
 from agentstage.store import STAGING, Lru, Store
 
@@ -86,7 +85,7 @@ def _view_at(store: Store, commit: str, agent: str) -> tuple[dict[str, Any], str
     if config is None:
         raise NotFound(f"no agent {agent!r} on staging",
                        hint=f"create it with POST /api/v2/agents {{\"id\": \"{agent}\", ...}}")
-    return config.as_dict(), etag(store.agent_tree(commit, agent))
+    return config, etag(store.agent_tree(commit, agent))
 
 
 def _written(store: Store, result: dict[str, Any], agent: str) -> dict[str, Any]:

@@ -141,7 +141,7 @@ def approvals_of(store: Store, agent: str, tree: str | None = None,
     read is left out, and said in *problems*."""
     prefix = f"{PREFIX}{agent}/" + (f"{tree}/" if tree else "")
     found = []
-    for ref in store.refs(prefix):
+    for ref in store.ref_names(prefix):  # that directory of refs, not every ref
         match = REF_RE.fullmatch(ref)
         if match is None or match[1] != agent or store.ref(ref) != match[3]:
             if problems is not None:

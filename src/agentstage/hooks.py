@@ -13,20 +13,16 @@ import re
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from agentstage.agents import load_at
 from agentstage.errors import Conflict, InvalidConfig, Problem, UsageError
 from agentstage.ids import is_agent_id
-from agentstage.policy import (
-    META_REF,
-    POLICY_FILE,
-    Policy,
-    identity_variable,
-    load_policy,
-    parse_policy,
-    pusher,
-)
+from agentstage.meta import META_REF, POLICY_FILE, identity_variable, pusher
 from agentstage.store import PRODUCTION_PREFIX, STAGING, Store, TagInfo
+
+if TYPE_CHECKING:
+    from agentstage.policy import Policy
 
 CLIENT_HOOKS = ("pre-commit",)
 SERVER_HOOKS = ("pre-receive", "post-receive")
@@ -43,10 +39,13 @@ PUBLISH_TAG_RE = re.compile(r"refs/tags/([^/]+)/v([1-9][0-9]*)")
 
 def load_agent(agent: str, files: Mapping[str, bytes]) -> None:
     """Raise InvalidConfig when the agent's files are invalid. The agent model is imported
-    only when an agent is checked: a push that touches none starts fast."""
-    from agentstage.config import load_agent as load
+    only when the files are not plainly valid (fastload.py), to word the problems."""
+    from agentstage.fastload import load_valid
 
-    load(agent, files)
+    if load_valid(agent, files) is None:
+        from agentstage.config import load_agent as load
+
+        load(agent, files)
 
 
 def hook_script(name: str) -> str:
@@ -333,8 +332,13 @@ def _blocker_hint(ref: str) -> str:
 def check_push(store: Store, updates: list[RefUpdate], who: str | None) -> list[Refusal]:
     """Every ref of the push against DESIGN.md section 7; the refusals (empty: accept).
     A push to a symbolic ref on the server is checked as the ref it resolves to."""
+    policy: Policy | None = None
     try:
-        policy = load_policy(store, store.ref(META_REF))
+        meta = store.ref(META_REF)
+        if meta is not None:  # the validation library: only for a policy
+            from agentstage.policy import load_policy
+
+            policy = load_policy(store, meta)
     except InvalidConfig as exc:
         return [Refusal(u.ref, "the server's policy is invalid, so nothing is accepted",
                         [str(p) for p in exc.problems]) for u in updates]
@@ -453,9 +457,7 @@ class _Rules:
         problems = []
         for agent in self.store.changed_agents(u.old, u.new):
             try:
-                files = self.store.agent_files(u.new, agent)
-                if files is not None:
-                    load_agent(agent, files)
+                load_at(self.store, u.new, agent)
             except InvalidConfig as exc:
                 problems += exc.problems
         if problems:
@@ -505,13 +507,11 @@ class _Rules:
                     f"publish {agent} --push REMOTE does), or publish from the server's "
                     "staging"), []
         try:
-            files = self.store.agent_files(u.new, agent)
-            if files is None:
+            if load_at(self.store, u.new, agent) is None:
                 if _record(info).get("retired") is True:
                     return None, []
                 return f"the new commit has no agents/{agent}: nothing to publish (to take " \
                        f"it out of production: agentstage retire {agent})", []
-            load_agent(agent, files)
         except InvalidConfig as exc:
             return "invalid agent configuration cannot go live", [str(p) for p in exc.problems]
         return None, []
@@ -641,6 +641,8 @@ class _Rules:
         data = self.store.file_at(u.new, POLICY_FILE)
         if data is None:
             return f"the policy commit has no {POLICY_FILE}", []
+        from agentstage.policy import parse_policy
+
         try:
             policy = parse_policy(data)
         except InvalidConfig as exc:

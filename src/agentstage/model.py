@@ -7,8 +7,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 from pydantic_core import PydanticCustomError
 
+from agentstage.layout import CUSTOM_GUARDRAIL_PREFIXES as CUSTOM_GUARDRAIL_PREFIXES
 from agentstage.layout import ENTRY_ID_PATTERN as ENTRY_ID_PATTERN
+from agentstage.layout import GUARDRAIL_TYPES as GUARDRAIL_TYPES
 from agentstage.layout import NESTED_KEYS as NESTED_KEYS
+from agentstage.layout import guardrail_type_problem as guardrail_type_problem
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=False)]
 EntryId = Annotated[str, StringConstraints(pattern=ENTRY_ID_PATTERN)]
@@ -17,18 +20,6 @@ FreeForm = dict[str, JsonValue]
 Access = Literal["private", "team", "organization", "public"]
 KnowledgeType = Literal["corpus", "sharepoint", "website"]
 
-# The guardrail types the product knows; a type of one's own is named custom-<name> (or
-# x-<name>, the usual mark of an extension), so
-# that a typo of a known type (`toxicty`, `pii`) is caught instead of read as a new one.
-GUARDRAIL_TYPES: dict[str, str] = {
-    "pii-redaction": "Masks personal data (names, card numbers, IDs...) in messages and logs.",
-    "toxicity": "Blocks or flags abusive, hateful or harassing content above a threshold.",
-    "topic-restriction": "Keeps the conversation to allowed topics, away from blocked ones.",
-    "jailbreak-detection": "Detects attempts to talk the agent out of its instructions.",
-    "prompt-injection": "Detects instructions smuggled in through documents or tool output.",
-    "self-harm-detection": "Detects self-harm signals and escalates or hands off.",
-}
-CUSTOM_GUARDRAIL_PREFIXES = ("custom-", "x-")
 
 
 class Strict(BaseModel):
@@ -180,22 +171,6 @@ class Guardrail(Strict):
     config: FreeForm = Field(default_factory=dict,
                              description="Free-form options, e.g. {threshold: 0.7, "
                                          "action: block}.")
-
-
-def guardrail_type_problem(value: str) -> str | None:
-    """What is wrong with a guardrail type, or None: known types and custom-<name> (or
-    x-<name>) pass."""
-    if value in GUARDRAIL_TYPES or any(value.startswith(p) and len(value) > len(p)
-                                       for p in CUSTOM_GUARDRAIL_PREFIXES):
-        return None
-    import difflib
-
-    close = difflib.get_close_matches(value.lower(), list(GUARDRAIL_TYPES), n=1) or [
-        t for t in GUARDRAIL_TYPES if len(value) > 1 and t.startswith(value.lower())][:1]
-    if close:
-        return f"unknown guardrail type {value!r} (did you mean {close[0]}?)"
-    return (f"unknown guardrail type {value!r}: expected one of {', '.join(GUARDRAIL_TYPES)}, "
-            "or custom-<name> (or x-<name>) for a type of your own")
 
 
 class Section:

@@ -8,7 +8,6 @@ publish; the structural rules of the server hook hold either way.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -25,12 +24,14 @@ from pydantic import (
 
 from agentstage.errors import InvalidConfig, Problem, UsageError
 from agentstage.ids import is_agent_id
+from agentstage.meta import DEFAULT_IDENTITY_VAR as DEFAULT_IDENTITY_VAR
+from agentstage.meta import IDENTITY_CONFIG as IDENTITY_CONFIG
+from agentstage.meta import META_REF as META_REF
+from agentstage.meta import POLICY_FILE as POLICY_FILE
+from agentstage.meta import identity_variable as identity_variable
+from agentstage.meta import pusher as pusher
 from agentstage.store import Identity, Store
 
-META_REF = "refs/meta/agentstage"
-POLICY_FILE = "policy.yaml"
-IDENTITY_CONFIG = "agentstage.identity"
-DEFAULT_IDENTITY_VAR = "REMOTE_USER"
 ANYONE = "*"
 POLICY_FIELDS = "admins, editors, publishers, users, webhooks, approvals, signing"
 
@@ -241,16 +242,6 @@ def load_policy(store: Store, commit: str | None) -> Policy | None:
         return None
     data = store.file_at(commit, POLICY_FILE)
     return None if data is None else parse_policy(data)
-
-
-def identity_variable(store: Store) -> str:
-    return store.config(IDENTITY_CONFIG) or DEFAULT_IDENTITY_VAR
-
-
-def pusher(store: Store) -> str | None:
-    """The authenticated pusher, from the variable the git host sets (None when unset)."""
-    value = os.environ.get(identity_variable(store), "").strip()
-    return value or None
 
 
 def show_policy(store: Store) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -19,7 +20,6 @@ from agentstage.agents import (
     resolve_identity,
     versions_of,
 )
-from agentstage.config import agent_dir
 from agentstage.errors import (
     AgentstageError,
     Conflict,
@@ -32,6 +32,7 @@ from agentstage.errors import (
 )
 from agentstage.faults import crash_point, pause_point
 from agentstage.ids import check_agent_id, is_agent_id
+from agentstage.layout import agent_dir
 from agentstage.semdiff import diff_configs
 from agentstage.store import (
     STAGING,
@@ -55,7 +56,7 @@ def diff_state(store: Store, state: AgentState) -> dict[str, Any]:
     agent = state.agent
     old = load_at(store, state.production, agent, "production")
     new = load_at(store, state.staging, agent, "staging")
-    changes = diff_configs(old.as_dict() if old else None, new.as_dict() if new else None)
+    changes = diff_configs(old, new)
     return {
         "agent": agent,
         "has_changes": store.agent_tree(state.production, agent)
@@ -67,8 +68,7 @@ def diff_state(store: Store, state: AgentState) -> dict[str, Any]:
 
 
 def load_config(store: Store, commit: str | None, agent: str) -> dict[str, Any] | None:
-    config = load_at(store, commit, agent)
-    return config.as_dict() if config is not None else None
+    return load_at(store, commit, agent)
 
 
 def diff_agent(store: Store, agent: str) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def diff_revs(store: Store, base: str, head: str, only: Sequence[str] = ()
         if only and agent not in only:
             continue
         a, b = load_at(store, old, agent, base), load_at(store, new, agent, head)
-        changes = diff_configs(a.as_dict() if a else None, b.as_dict() if b else None)
+        changes = diff_configs(a, b)
         out.append({
             "agent": agent, "has_changes": True,
             "production": {"commit": old, "version": None}, "staging": {"commit": new},
@@ -628,25 +628,22 @@ MAX_RECORD_CHARS = 256 * 1024
 MAX_RECORD_DEPTH = 20
 
 
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
 def _json_depth(text: str) -> int:
     """How deep the arrays and objects of a JSON text nest, counted without parsing (so a
-    hostile record cannot exhaust the parser's recursion)."""
+    hostile record cannot exhaust the parser's recursion). Strings are cut out first
+    (an unterminated one runs to the end), then only the brackets are walked."""
+    bare = _JSON_STRING.sub("", text)
+    bare = bare[:bare.find('"')] if '"' in bare else bare
     depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
+    for char in _NOT_BRACKET.sub("", bare):
+        if char in "[{":
             depth += 1
             deepest = max(deepest, depth)
-        elif char in "]}":
+        else:
             depth -= 1
     return deepest
 

@@ -18,7 +18,6 @@ from agentstage.editing import commit_agent_files, field_changes
 from agentstage.errors import Conflict, InvalidConfig, NotFound, NothingToPublish, Problem
 from agentstage.fieldpath import parse_path
 from agentstage.marks import RESTORE_TRAILER, REVERT_TRAILER
-from agentstage.model import AgentConfig
 from agentstage.publishing import parse_record, read_record
 from agentstage.semdiff import (
     MISSING,
@@ -41,10 +40,6 @@ def _tag_info(store: Store, agent: str, text: str) -> tuple[TagInfo, int]:
     return info, version
 
 
-def _config_dict(config: AgentConfig | None) -> dict[str, Any] | None:
-    return config.as_dict() if config is not None else None
-
-
 def plan_revert(store: Store, state: AgentState, info: TagInfo, version: int
                 ) -> tuple[dict[str, bytes] | None, list[dict[str, Any]], bool]:
     """(new staging files or None to remove the agent, conflicts, anything to do)."""
@@ -52,13 +47,12 @@ def plan_revert(store: Store, state: AgentState, info: TagInfo, version: int
     before = load_at(store, _predecessor(store, agent, info, version), agent)
     after = load_at(store, info.target, agent)
     files = store.agent_files(state.staging, agent)
-    current = load_agent(agent, files) if files is not None else None
-    cur = _config_dict(current)
-    introduced = diff_configs(_config_dict(before), _config_dict(after))
+    cur = load_at(store, state.staging, agent)
+    introduced = diff_configs(before, after)
     if before is None:  # the first publish created the agent: undoing it removes the agent
         if cur is None:
             return None, [], False
-        changed = diff_configs(_config_dict(after), cur)
+        changed = diff_configs(after, cur)
         return None, [_clash(c.path, MISSING,
                              MISSING if c.change == "added" else c.production,
                              MISSING if c.change == "removed" else c.staging)
@@ -80,7 +74,7 @@ def plan_revert(store: Store, state: AgentState, info: TagInfo, version: int
     return _in_place(agent, apply_edits(files, edits), before, introduced), [], True
 
 
-def _in_place(agent: str, files: dict[str, bytes], before: AgentConfig,
+def _in_place(agent: str, files: dict[str, bytes], before: dict[str, Any],
               introduced: list[Change]) -> dict[str, bytes]:
     """An instruction the reverted publish removed goes back where it stood (after the
     instruction that came before it then), not to the end: their order is the prompt's."""
@@ -92,7 +86,7 @@ def _in_place(agent: str, files: dict[str, bytes], before: AgentConfig,
     by_id = {e["id"]: e for e in now}
     order = [e["id"] for e in now if f"instructions[{e['id']}]" not in back]
     earlier: list[str] = []
-    for entry in before.as_dict()["instructions"]:
+    for entry in before["instructions"]:
         ident = entry["id"]
         if f"instructions[{ident}]" in back and ident in by_id:
             after = next((i for i in reversed(earlier) if i in order), None)

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from itertools import accumulate
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import pygit2
 from pygit2.enums import FileMode
@@ -34,6 +34,9 @@ from agentstage.errors import (
 from agentstage.faults import crash_point, pause_point
 from agentstage.layout import AGENTS_DIR, agent_dir
 from agentstage.worktree import WorkTree, finish_interrupted, index_entries, read_index
+
+if TYPE_CHECKING:
+    from agentstage.diskcache import DiskCache
 
 STAGING = "refs/heads/staging"
 PRODUCTION_PREFIX = "refs/heads/production/"
@@ -152,6 +155,7 @@ _TREES: Lru[str, Mapping[str, TreeEntry]] = Lru(400_000)
 # (commit, path) -> the id of the tree there, or None: what `_subtree_id` found.
 _PATHS: Lru[tuple[str, str], str | None] = Lru(200_000)
 # packed-refs by path: (inode, size, mtime), its bytes, its tags grouped by agent.
+GROUP_AFTER = 8  # searches of packed-refs before its tags are grouped by agent
 _PACKED_FILES: Lru[str, tuple[tuple[int, int, int], bytes, dict[str, list[str]] | None]] = \
     Lru(16)
 
@@ -286,6 +290,7 @@ class Store:
         self._packed: tuple[tuple[int, int, int], bytes, dict[str, list[str]] | None] | None \
             = None
         self._searches = 0
+        self._disk: DiskCache | None = _MISSING
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -312,6 +317,15 @@ class Store:
     @property
     def git_dir(self) -> Path:
         return Path(self._repo.path)
+
+    @property
+    def disk_cache(self) -> DiskCache | None:
+        """What earlier processes read of this repository's immutable objects (None: off)."""
+        if self._disk is _MISSING:
+            from agentstage.diskcache import for_git_dir
+
+            self._disk = for_git_dir(self._repo.path)
+        return self._disk
 
     @property
     def workdir(self) -> Path | None:
@@ -386,9 +400,10 @@ class Store:
 
     def _packed_names(self, common: Path, prefix: str) -> list[str]:
         """The names under *prefix* in packed-refs (read once per change of the file): a
-        search of its bytes for `<id> <prefix>`, so Python touches only those lines; from
-        the second search on, the tag names are grouped by their first directory once, so
-        a listing of every agent costs one pass, not one per agent."""
+        search of its bytes for `<id> <prefix>`, so Python touches only those lines; after
+        a few searches (a listing of every agent, not one command's few), the tag names are
+        grouped by their first directory once, so a listing costs one pass, not one per
+        agent."""
         path = common / "packed-refs"
         try:
             info = path.stat()
@@ -403,7 +418,7 @@ class Store:
         _key, data, groups = self._packed
         owner = prefix.removeprefix(TAG_PREFIX)
         grouped = prefix.startswith(TAG_PREFIX) and owner.count("/") == 1 and owner[:-1] != ""
-        if grouped and groups is None and self._searches > 0:
+        if grouped and groups is None and self._searches >= GROUP_AFTER:
             groups = {}
             for raw in _PACKED_TAG.findall(data):
                 name = raw.rstrip(b"\r").decode("utf-8", "replace")
@@ -477,10 +492,21 @@ class Store:
         except pygit2.GitError:
             return None
 
-    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+    def is_ancestor(self, ancestor: str, descendant: str, remember: bool = False) -> bool:
+        """Whether *ancestor* is *descendant* or one of its ancestors. With *remember*, the
+        answer (which two commit ids fix for ever) is kept on disk for later processes:
+        for the pairs read again and again, as history checks each publish against the
+        one before."""
         if ancestor == descendant:
             return True
-        return bool(self._repo.descendant_of(descendant, ancestor))
+        disk = self.disk_cache if remember else None
+        known = disk.ancestry(ancestor, descendant) if disk is not None else None
+        if known is not None:
+            return known
+        found = bool(self._repo.descendant_of(descendant, ancestor))
+        if disk is not None:
+            disk.put_ancestry(ancestor, descendant, found)
+        return found
 
     def _commit(self, commit: str) -> pygit2.Commit:
         try:
@@ -544,13 +570,27 @@ class Store:
         found = _PATHS.get(key, _MISSING)
         if found is not _MISSING:
             return found
+        # an agent's directory: known on disk when a process read it before (diskcache.py)
+        agent = path[len(AGENTS_DIR) + 1:] if path.startswith(AGENTS_DIR + "/") else "/"
+        disk = self.disk_cache if "/" not in agent else None
+        if disk is not None:
+            known = disk.agent_tree(commit, agent)
+            if known is not None:
+                _PATHS.put(key, known or None)
+                return known or None
+        found = self._walk_to(commit, path)
+        _PATHS.put(key, found)
+        if disk is not None:
+            disk.put_agent_tree(commit, agent, found)
+        return found
+
+    def _walk_to(self, commit: str, path: str) -> str | None:
         oid = str(self._commit(commit).tree_id)
         walked = ""
         for part in path.split("/"):
             entry = self._entries(oid, walked).get(part)
             walked = f"{walked}/{part}" if walked else part
             if entry is None:
-                _PATHS.put(key, None)
                 return None
             if entry.kind != "tree":
                 raise InvalidConfig([Problem(walked, None, "", f"is a {entry.kind}, not a "
@@ -559,7 +599,6 @@ class Store:
                                          "add the files)")
             oid = entry.oid
         self._entries(oid, walked)
-        _PATHS.put(key, oid)
         return oid
 
     def _subtree(self, commit: str, path: str) -> pygit2.Tree | None:

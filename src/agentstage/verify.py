@@ -49,7 +49,7 @@ def record_problems(store: Store, info: TagInfo, record: dict[str, Any],
             return [*problems, f"the publish before it ({expected_previous}) is not in this "
                     "repository (git fetch --tags)"]
         before = previous.target
-        if not store.is_ancestor(before, info.target):
+        if not store.is_ancestor(before, info.target, remember=True):
             problems.append(f"its commit does not descend from {expected_previous}'s")
         if record.get("production_before") not in (None, before):
             problems.append(f"the record's production before is not {expected_previous}'s "
@@ -119,8 +119,7 @@ def _changes(store: Store, agent: str, before: str | None, after: str,
     from agentstage.semdiff import diff_configs
 
     a, b = load_at(store, before, agent), load_at(store, after, agent)
-    actual = [c.as_json() for c in diff_configs(a.as_dict() if a else None,
-                                                b.as_dict() if b else None)]
+    actual = [c.as_json() for c in diff_configs(a, b)]
     if _key(actual) != _key(changes):
         problems.append("the record's changes are not the changes between the two "
                         "publishes")

@@ -1,0 +1,205 @@
+"""What agentstage keeps on disk across processes (diskcache.py): the same answers as
+reading the objects, never an error of its own, never a stale or foreign answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentstage.agents import load_at
+from agentstage.config import load_agent
+from agentstage.diskcache import CACHE_DIR, DiskCache, fingerprint
+from agentstage.errors import InvalidConfig
+from agentstage.publishing import _json_depth
+from agentstage.store import Store, clear_caches
+from conftest import commit_all, git
+
+AGENTS = ("billing-support", "hr-helpdesk", "sales-assistant")
+
+
+@pytest.fixture(autouse=True)
+def _new_process() -> None:
+    """What earlier tests of this process read is forgotten, as in a new process."""
+    clear_caches()
+
+
+def cache_root(repo: Path) -> Path:
+    return repo / ".git" / CACHE_DIR / fingerprint()
+
+
+def entries(repo: Path, kind: str) -> list[Path]:
+    root = cache_root(repo) / kind
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def strict_equal(a: Any, b: Any) -> bool:
+    """Equal values of equal types all the way down (1 is not 1.0, nor True)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(strict_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(strict_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def fresh_load(store: Store, commit: str, agent: str) -> dict[str, Any]:
+    files = store.agent_files(commit, agent)
+    assert files is not None
+    return load_agent(agent, files).as_dict()
+
+
+def test_a_new_process_reads_from_disk_what_the_objects_hold(repo: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD")
+    first = {a: load_at(Store.open(repo), head, a) for a in AGENTS}
+    assert len(entries(repo, "c")) == 3 and len(entries(repo, "t")) == 3
+    clear_caches()  # as a new process
+    store = Store.open(repo)
+    for agent in AGENTS:
+        again = load_at(store, head, agent)
+        assert again is not None and strict_equal(again, first[agent])
+        assert strict_equal(again, fresh_load(store, head, agent))
+
+
+def test_no_cache_env_writes_nothing(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTSTAGE_NO_CACHE", "1")
+    clear_caches()
+    head = git(repo, "rev-parse", "HEAD")
+    assert load_at(Store.open(repo), head, "billing-support") is not None
+    assert not (repo / ".git" / CACHE_DIR).exists()
+
+
+@pytest.mark.parametrize("garbage", [b"", b"{", b"[1, 2]", b"\xff\xfe", b'{"name": "x"'])
+def test_a_corrupt_entry_is_a_miss(repo: Path, garbage: bytes) -> None:
+    head = git(repo, "rev-parse", "HEAD")
+    store = Store.open(repo)
+    expected = fresh_load(store, head, "billing-support")
+    load_at(store, head, "billing-support")
+    for path in entries(repo, "c"):
+        path.write_bytes(garbage)
+    for path in entries(repo, "t"):
+        path.write_bytes(garbage[:3] + b"zz")
+    clear_caches()
+    again = load_at(Store.open(repo), head, "billing-support")
+    assert again is not None and strict_equal(again, expected)
+
+
+def test_a_cache_that_cannot_be_written_changes_nothing(repo: Path) -> None:
+    (repo / ".git" / CACHE_DIR).write_text("not a directory")
+    clear_caches()
+    head = git(repo, "rev-parse", "HEAD")
+    assert load_at(Store.open(repo), head, "hr-helpdesk") is not None
+    done = subprocess.run([sys.executable, "-m", "agentstage", "diff", "hr-helpdesk"],
+                          cwd=repo, capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+
+
+def test_an_invalid_agent_is_never_kept_and_names_where_each_time(repo: Path) -> None:
+    path = repo / "agents" / "billing-support" / "agent.yaml"
+    path.write_text(path.read_text().replace("temperature: 0.2", "temperature: 9"))
+    head = commit_all(repo, "Too hot")
+    for _ in range(2):
+        clear_caches()
+        with pytest.raises(InvalidConfig) as caught:
+            load_at(Store.open(repo), head, "billing-support", "staging")
+        assert "staging:agents/billing-support/agent.yaml" in str(caught.value.problems[0])
+    assert all("billing-support" not in p.name for p in entries(repo, "c"))
+
+
+def test_another_format_is_never_read_and_is_removed(repo: Path) -> None:
+    old = repo / ".git" / CACHE_DIR / "0.0.1-00000000"
+    (old / "c").mkdir(parents=True)
+    (old / "c" / "planted").write_text("{}")
+    clear_caches()
+    load_at(Store.open(repo), git(repo, "rev-parse", "HEAD"), "billing-support")
+    assert not old.exists() and cache_root(repo).is_dir()
+
+
+def test_remembered_ancestry_agrees_with_git(repo: Path) -> None:
+    first = git(repo, "rev-parse", "HEAD")
+    path = repo / "agents" / "billing-support" / "agent.yaml"
+    path.write_text(path.read_text().replace("temperature: 0.2", "temperature: 0.4"))
+    second = commit_all(repo, "Warmer")
+    for _ in range(2):  # computed, then read back
+        clear_caches()
+        store = Store.open(repo)
+        assert store.is_ancestor(first, second, remember=True)
+        assert not store.is_ancestor(second, first, remember=True)
+    assert len(entries(repo, "a")) == 2
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.dictionaries(st.text(), JSON, max_size=6))
+def test_a_configuration_comes_back_as_it_was_put(tmp_path_factory: pytest.TempPathFactory,
+                                                  value: dict[str, Any]) -> None:
+    cache = DiskCache(tmp_path_factory.mktemp("cache"))
+    cache.put_config("agent", "ab" * 20, value)
+    back = cache.config("agent", "ab" * 20)
+    assert back is not None and strict_equal(back, value)
+
+
+def _json_depth_by_characters(text: str) -> int:
+    """The reference: the character-by-character reading _json_depth replaced."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+@settings(max_examples=2000, deadline=None)
+@given(text=st.text(alphabet='[]{}"\\ax,:', max_size=60))
+def test_json_depth_agrees_with_reading_each_character(text: str) -> None:
+    assert _json_depth(text) == _json_depth_by_characters(text)
+
+
+def test_json_depth_agrees_on_records(repo: Path) -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        value: Any = rng.choice(["x", 1, None])
+        for _ in range(rng.randrange(25)):
+            value = [value] if rng.random() < 0.5 else {"k\\\"[{": value, "s": "]}\"\\"}
+        text = json.dumps(value)
+        assert _json_depth(text) == _json_depth_by_characters(text)
+        cut = text[:rng.randrange(len(text) + 1)]
+        assert _json_depth(cut) == _json_depth_by_characters(cut)
+
+
+def test_entries_are_small_files_named_by_ids(repo: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD")
+    load_at(Store.open(repo), head, "billing-support")
+    [tree_entry] = entries(repo, "t")
+    assert re.fullmatch(r"[0-9a-f]{38}\.billing-support", tree_entry.name)
+    assert re.fullmatch(rb"[0-9a-f]{40}", tree_entry.read_bytes())
+    assert not [p for p in (repo / ".git" / CACHE_DIR).rglob("*.tmp")]
+    assert os.stat(tree_entry).st_size == 40
