@@ -13,6 +13,9 @@ setup() {
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
     touch .venv/.installed
   fi
+  # Byte-compiled, as pip leaves an installed package (an editable install is not):
+  # under PYTHONDONTWRITEBYTECODE every command would compile the sources again.
+  .venv/bin/python -m compileall -q src/agentstage >/dev/null
 }
 
 case "${1:-}" in

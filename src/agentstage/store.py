@@ -81,7 +81,6 @@ _MODES = {b"40000": "tree", b"100644": "file", b"100755": "file", b"120000": "sy
           b"160000": "submodule"}
 
 
-_PACKED_ID = re.compile(rb"[0-9a-f]{40}|[0-9a-f]{64}")
 _PACKED_TAG = re.compile(rb"^[0-9a-f]{40,64} (refs/tags/[^\n]+)$", re.MULTILINE)
 
 
@@ -155,6 +154,8 @@ _TREES: Lru[str, Mapping[str, TreeEntry]] = Lru(400_000)
 # (commit, path) -> the id of the tree there, or None: what `_subtree_id` found.
 _PATHS: Lru[tuple[str, str], str | None] = Lru(200_000)
 # packed-refs by path: (inode, size, mtime), its bytes, its tags grouped by agent.
+# (packed-refs path, its (inode, size, mtime), prefix) -> the names found there
+_PACKED_SEARCHES: Lru[tuple[str, tuple[int, int, int], str], list[str]] = Lru(100_000)
 GROUP_AFTER = 8  # searches of packed-refs before its tags are grouped by agent
 _PACKED_FILES: Lru[str, tuple[tuple[int, int, int], bytes, dict[str, list[str]] | None]] = \
     Lru(16)
@@ -429,17 +430,17 @@ class Store:
         if grouped and groups is not None:
             return list(groups.get(prefix, []))
         self._searches += 1
-        needle = b" " + prefix.encode()
-        names = []
-        at = data.find(needle)
-        while at >= 0:
-            start = data.rfind(b"\n", 0, at) + 1
-            end = data.find(b"\n", at)
-            end = len(data) if end < 0 else end
-            if _PACKED_ID.fullmatch(data[start:at]):  # `<id> <name>`, not a name's middle
-                names.append(data[at + 1:end].rstrip(b"\r").decode("utf-8", "replace"))
-            at = data.find(needle, end)
-        return names
+        memo = (str(path), key, prefix)
+        found = _PACKED_SEARCHES.get(memo)
+        if found is None:
+            # `<id> <name>` lines whose name starts with *prefix* (not a name's middle,
+            # not a peeled `^<id>` line), found by one C-level pass
+            lines = re.compile(rb"^(?:[0-9a-f]{40}|[0-9a-f]{64}) ("
+                               + re.escape(prefix.encode()) + rb"[^\n]*)", re.MULTILINE)
+            found = [raw.rstrip(b"\r").decode("utf-8", "replace")
+                     for raw in lines.findall(data)]
+            _PACKED_SEARCHES.put(memo, found, len(found) + 1)
+        return list(found)
 
     def upstream(self, branch: str = STAGING) -> tuple[str, str] | None:
         """(remote name, remote-tracking ref) that *branch* tracks, None when it tracks none
