@@ -124,7 +124,11 @@ def drive(world: World, replicas: list[Served], clients: int, seconds: float | N
         agent = world.agents[n % len(world.agents)]
         try:
             conn = http.client.HTTPConnection(server.host, server.port, timeout=120)
-            status, _, _ = edit(conn, host, agent, world.value())  # warm-up, untimed
+            for _attempt in range(5):  # warm-up, untimed; all clients start at once, so
+                status, _, _ = edit(conn, host, agent, world.value())  # a 409 is tried again
+                if status != 409:
+                    break
+                time.sleep(0.2)
             if status >= 300:
                 raise RuntimeError(f"warm-up edit of {agent} answered {status}")
         except Exception as exc:  # reported below
