@@ -3,9 +3,7 @@ reading the objects, never an error of its own, never a stale or foreign answer.
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import re
 import subprocess
 import sys
@@ -20,7 +18,6 @@ from agentstage.agents import load_at
 from agentstage.config import load_agent
 from agentstage.diskcache import CACHE_DIR, DiskCache, fingerprint
 from agentstage.errors import InvalidConfig
-from agentstage.publishing import _json_depth
 from agentstage.store import Store, clear_caches
 from conftest import commit_all, git
 
@@ -155,46 +152,6 @@ def test_a_configuration_comes_back_as_it_was_put(tmp_path_factory: pytest.TempP
     assert back is not None and strict_equal(back, value)
 
 
-def _json_depth_by_characters(text: str) -> int:
-    """The reference: the character-by-character reading _json_depth replaced."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
-@settings(max_examples=2000, deadline=None)
-@given(text=st.text(alphabet='[]{}"\\ax,:', max_size=60))
-def test_json_depth_agrees_with_reading_each_character(text: str) -> None:
-    assert _json_depth(text) == _json_depth_by_characters(text)
-
-
-def test_json_depth_agrees_on_records(repo: Path) -> None:
-    rng = random.Random(7)
-    for _ in range(200):
-        value: Any = rng.choice(["x", 1, None])
-        for _ in range(rng.randrange(25)):
-            value = [value] if rng.random() < 0.5 else {"k\\\"[{": value, "s": "]}\"\\"}
-        text = json.dumps(value)
-        assert _json_depth(text) == _json_depth_by_characters(text)
-        cut = text[:rng.randrange(len(text) + 1)]
-        assert _json_depth(cut) == _json_depth_by_characters(cut)
-
-
 def test_entries_are_small_files_named_by_ids(repo: Path) -> None:
     head = git(repo, "rev-parse", "HEAD")
     load_at(Store.open(repo), head, "billing-support")
@@ -203,3 +160,4 @@ def test_entries_are_small_files_named_by_ids(repo: Path) -> None:
     assert re.fullmatch(rb"[0-9a-f]{40}", tree_entry.read_bytes())
     assert not [p for p in (repo / ".git" / CACHE_DIR).rglob("*.tmp")]
     assert os.stat(tree_entry).st_size == 40
+

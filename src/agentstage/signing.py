@@ -49,17 +49,21 @@ SETUP_HINT = ("sign with SSH: git config gpg.format ssh && git config user.signi
 _CHECKED: Lru[tuple[str, str], dict[str, Any]] = Lru(10_000)
 
 
+_MARKERS = tuple(m.encode() for m in SIGNATURE_STARTS)
+_BEGIN = b"-----BEGIN "  # how every marker starts
+
+
 def split_signature(data: bytes) -> tuple[bytes, bytes]:
     """(payload, signature) of a tag object's bytes, as git splits them: the signature
-    starts at the last line that begins with a signature marker; b"" when unsigned."""
-    start = len(data)
-    position = 0
-    while position < len(data):
-        if data.startswith(tuple(m.encode() for m in SIGNATURE_STARTS), position):
-            start = position
-        newline = data.find(b"\n", position)
-        position = len(data) if newline < 0 else newline + 1
-    return data[:start], data[start:]
+    starts at the last line that begins with a signature marker; b"" when unsigned.
+    Searched from the end, so an unsigned record costs one search, not a walk of its
+    lines."""
+    end = len(data)
+    while (at := data.rfind(_BEGIN, 0, end)) >= 0:
+        if (at == 0 or data[at - 1] == 0x0A) and data.startswith(_MARKERS, at):
+            return data[:at], data[at:]
+        end = at + len(_BEGIN) - 1  # the occurrences that start before this one
+    return data, b""
 
 
 def strip_signature(message: str) -> str:
