@@ -156,8 +156,26 @@ def test_entries_are_small_files_named_by_ids(repo: Path) -> None:
     head = git(repo, "rev-parse", "HEAD")
     load_at(Store.open(repo), head, "billing-support")
     [tree_entry] = entries(repo, "t")
-    assert re.fullmatch(r"[0-9a-f]{38}\.billing-support", tree_entry.name)
+    assert tree_entry.name == f"{head}.billing-support"
     assert re.fullmatch(rb"[0-9a-f]{40}", tree_entry.read_bytes())
-    assert not [p for p in (repo / ".git" / CACHE_DIR).rglob("*.tmp")]
     assert os.stat(tree_entry).st_size == 40
+
+
+def test_an_entry_a_crash_left_empty_is_a_miss_not_an_answer(repo: Path) -> None:
+    """A file created but never written must not read as "no such agent" (that is "-")."""
+    head = git(repo, "rev-parse", "HEAD")
+    store = Store.open(repo)
+    expected = fresh_load(store, head, "billing-support")
+    load_at(store, head, "billing-support")
+    for path in entries(repo, "t") + entries(repo, "c"):
+        path.write_bytes(b"")
+    clear_caches()
+    again = load_at(Store.open(repo), head, "billing-support")
+    assert again is not None and strict_equal(again, expected)
+    clear_caches()
+    assert load_at(Store.open(repo), head, "no-such-agent") is None
+    [absent] = [p for p in entries(repo, "t") if p.name.endswith(".no-such-agent")]
+    assert absent.read_bytes() == b"-"
+    clear_caches()
+    assert load_at(Store.open(repo), head, "no-such-agent") is None
 

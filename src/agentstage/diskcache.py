@@ -12,9 +12,13 @@ once per repository, not once per process:
 - whether a commit descends from another, for the pairs asked again and again (history
   checks each publish against the one before it).
 
-Entries live in `<git dir>/agentstage-cache/<format>/`, one small file each, written to
-a temporary name and renamed into place, so concurrent processes never see half an
-entry and the last of two equal writes wins. Only successes are kept: a tree that breaks
+Entries live in `<git dir>/agentstage-cache/<format>/`, one small file each in one
+directory per kind (creating a file there costs a tenth of a temporary file renamed into
+a directory per id prefix). Each entry says whether it is whole: a tree id is 40 or 64
+hex digits and "no such agent" is "-", a configuration is a JSON object, an ancestry is
+"1" or "0"; so an entry that a crash or a concurrent writer left short (empty, or cut
+JSON) is a miss, and two writers of one entry write the same bytes. Only successes are
+kept: a tree that breaks
 a rule, or files that do not load, are read again each time, so the error names where
 they were asked for. The format is a fingerprint of agentstage's version and of the
 source of the modules whose rules decide what loads, so a release (or a developer's
@@ -41,7 +45,7 @@ CACHE_DIR = "agentstage-cache"
 # The modules whose rules decide what a tree's files load to, and which trees are read.
 _RULES = ("config.py", "fastload.py", "model.py", "yamlload.py", "ids.py", "layout.py",
           "escape.py", "store.py")
-_OID = re.compile(rb"(?:[0-9a-f]{40}|[0-9a-f]{64})?")
+_OID = re.compile(rb"[0-9a-f]{40}|[0-9a-f]{64}")
 _fingerprint: str | None = None
 _caches: dict[str, DiskCache | None] = {}
 _lock = threading.Lock()
@@ -77,14 +81,14 @@ def for_git_dir(git_dir: str | os.PathLike[str]) -> DiskCache | None:
 
 class DiskCache:
     """Entries under *root*: `t/<commit>.<agent>` holds the id of the agent's tree at the
-    commit (empty: no such agent), `c/<tree>.<agent>.json` its configuration,
+    commit ("-": no such agent), `c/<tree>.<agent>.json` its configuration,
     `a/<commit>.<commit>` whether the first is an ancestor of the second (1 or 0)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def _path(self, kind: str, oid: str, name: str) -> str:
-        return f"{self.root}/{kind}/{oid[:2]}/{oid[2:]}.{name}"
+        return f"{self.root}/{kind}/{oid}.{name}"
 
     def _read(self, path: str) -> bytes | None:
         try:
@@ -94,18 +98,18 @@ class DiskCache:
             return None
 
     def _write(self, path: str, data: bytes) -> None:
-        tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
         try:
-            if not os.path.isdir(os.path.dirname(tmp)):
+            try:
+                f = open(path, "wb")  # noqa: SIM115  (the retry below opens it again)
+            except FileNotFoundError:  # the first entry of its kind
                 if not self.root.is_dir():
                     self._forget_other_formats()
-                os.makedirs(os.path.dirname(tmp), exist_ok=True)
-            with open(tmp, "wb") as f:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                f = open(path, "wb")  # noqa: SIM115
+            with f:
                 f.write(data)
-            os.replace(tmp, path)
         except OSError:  # read-only, full, or not ours: only a cache
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            pass
 
     def _forget_other_formats(self) -> None:
         """The entries of other versions of agentstage, which this one never reads."""
@@ -120,12 +124,14 @@ class DiskCache:
         """The tree id of `agents/<agent>` at *commit*; "" when the commit has no such
         agent; None when not known."""
         data = self._read(self._path("t", commit, agent))
+        if data == b"-":
+            return ""
         if data is None or _OID.fullmatch(data) is None:
             return None
         return data.decode("ascii")
 
     def put_agent_tree(self, commit: str, agent: str, tree: str | None) -> None:
-        self._write(self._path("t", commit, agent), (tree or "").encode("ascii"))
+        self._write(self._path("t", commit, agent), (tree or "-").encode("ascii"))
 
     def ancestry(self, ancestor: str, descendant: str) -> bool | None:
         """Whether commit *ancestor* is an ancestor of *descendant*, None when not known."""
