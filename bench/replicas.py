@@ -165,6 +165,9 @@ def drive(world: World, replicas: list[Served], clients: int, seconds: float | N
     elapsed = time.perf_counter() - began
     if errors:
         raise SystemExit("bench: " + "; ".join(errors[:5]))
+    if not times:
+        raise SystemExit(f"bench: no edit through {len(replicas)} replica(s) succeeded: "
+                         f"statuses {statuses}, first answers {refused}")
     return {"replicas": len(replicas), "clients": clients, "seconds": round(elapsed, 2),
             "edits": len(times), "statuses": {str(k): v for k, v in sorted(statuses.items())},
             "edits_per_s": round(len(times) / elapsed, 2),

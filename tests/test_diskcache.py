@@ -3,6 +3,7 @@ reading the objects, never an error of its own, never a stale or foreign answer.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -179,3 +180,67 @@ def test_an_entry_a_crash_left_empty_is_a_miss_not_an_answer(repo: Path) -> None
     clear_caches()
     assert load_at(Store.open(repo), head, "no-such-agent") is None
 
+
+
+NAMES = st.sampled_from(["alice", "bob", "carol", "*", " ", ""])
+POLICIES = st.fixed_dictionaries({}, optional={
+    "admins": st.lists(NAMES, max_size=3), "editors": st.lists(NAMES, max_size=3),
+    "publishers": st.dictionaries(st.sampled_from(["*", "bot", "Bad_Id"]),
+                                  st.lists(NAMES, max_size=2), max_size=2),
+    "users": st.dictionaries(NAMES, st.one_of(st.just("bob@x.org"), st.lists(
+        st.sampled_from(["a@x.org", "not-an-email"]), max_size=2)), max_size=2),
+    "approvals": st.dictionaries(st.sampled_from(["*", "bot"]), st.integers(-1, 3),
+                                 max_size=2),
+    "webhooks": st.lists(st.fixed_dictionaries(
+        {"url": st.sampled_from(["https://h.example/x", "ftp://x"]),
+         "events": st.just(["publish"]), "secret_env": st.sampled_from(["S", "1x"])},
+        optional={"timeout": st.sampled_from([1, 2.5, 0])}), max_size=2),
+    "signing": st.fixed_dictionaries({"required": st.booleans()}),
+})
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=POLICIES, who=NAMES | st.none(), email=st.sampled_from(["bob@x.org", "a@x.org"]))
+def test_a_policy_read_back_answers_as_the_validated_one(data: dict[str, Any], who: str | None,
+                                                         email: str) -> None:
+    """meta.PolicyView, built from what a validation dumped, has the model's fields and
+    gives its answers, for every policy that validates."""
+    from agentstage.meta import PolicyView
+    from agentstage.policy import Policy
+
+    try:
+        policy = Policy.model_validate(data)
+    except ValueError:
+        return
+    dumped = json.loads(json.dumps(policy.model_dump(mode="json")))  # as the disk holds it
+    view = PolicyView(dumped)
+    for name in Policy.model_fields:
+        mine, theirs = getattr(view, name), getattr(policy, name)
+        if name == "webhooks":
+            mine, theirs = [w._asdict() for w in mine], [w.model_dump() for w in theirs]
+        elif name == "signing" and theirs is not None:
+            mine, theirs = mine._asdict(), theirs.model_dump()
+        assert mine == theirs, name
+    assert view.is_admin(who) == policy.is_admin(who)
+    assert view.is_editor(who) == policy.is_editor(who)
+    assert view.is_publisher(who, "bot") == policy.is_publisher(who, "bot")
+    assert view.tagger_refusal(who, email) == policy.tagger_refusal(who, email)
+
+
+def test_a_policy_commit_is_validated_once(repo: Path, run: Any) -> None:
+    from agentstage.meta import PolicyView, read_policy
+    from agentstage.policy import Policy
+
+    policy = repo / "policy.yaml"
+    policy.write_text("admins: [alice]\neditors: ['*']\npublishers: {'*': [alice]}\n")
+    assert run("policy", "set", str(policy), repo=repo).code == 0
+    clear_caches()
+    first = read_policy(Store.open(repo))
+    assert isinstance(first, Policy)  # validated, and left on disk
+    clear_caches()
+    again = read_policy(Store.open(repo))
+    assert isinstance(again, PolicyView) and again.is_admin("alice")
+    for path in entries(repo, "p"):
+        path.write_bytes(b'{"admins": ')  # cut short: validated again
+    clear_caches()
+    assert isinstance(read_policy(Store.open(repo)), Policy)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from conftest import commit_all, git
 
@@ -69,6 +70,27 @@ def test_the_server_hook_imports_only_what_checking_a_push_needs(repo: Path,
     modules = imported(["hook", "pre-receive"], bare, f"{old} {new} refs/heads/staging\n")
     assert ours(modules) == HOOK - READ | KNOWN
     assert modules.isdisjoint(VALIDATION)
+
+
+def test_the_server_hook_with_a_policy_validates_it_once(repo: Path, bare: Path,
+                                                        monkeypatch: Any) -> None:
+    """On a real server there is a policy: its model is loaded for the first push after
+    it changed, and read back from the disk cache after that (meta.read_policy)."""
+    (repo / "policy.yaml").write_text("admins: [alice]\neditors: ['*']\n"
+                                      "publishers: {'*': ['*']}\n")
+    done = subprocess.run([sys.executable, "-m", "agentstage", "-C", str(bare), "policy", "set",
+                           str(repo / "policy.yaml")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    old = git(repo, "rev-parse", "HEAD")
+    path = repo / "agents" / "billing-support" / "agent.yaml"
+    path.write_text(path.read_text().replace("temperature: 0.2", "temperature: 0.3"))
+    new = commit_all(repo, "Warmer")
+    git(repo, "push", "-q", str(bare), "staging")
+    monkeypatch.setenv("REMOTE_USER", "alice")
+    push = f"{old} {new} refs/heads/staging\n"
+    imported(["hook", "pre-receive"], bare, push)  # leaves the policy on disk
+    modules = imported(["hook", "pre-receive"], bare, push)
+    assert modules.isdisjoint(VALIDATION | {"agentstage.policy"})
 
 
 def test_help_imports_neither_git_nor_yaml_nor_pydantic(tmp_path: Path) -> None:

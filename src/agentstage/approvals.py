@@ -169,9 +169,9 @@ def counted(found: Sequence[Approval], tree: str, excluded: set[str]) -> list[Ap
 
 
 def _policy(store: Store) -> Any:
-    from agentstage.policy import META_REF, load_policy
+    from agentstage.meta import read_policy
 
-    return load_policy(store, store.ref(META_REF))
+    return read_policy(store)
 
 
 def _staged(store: Store, agent: str) -> tuple[str, str]:

@@ -44,7 +44,7 @@ from typing import Any
 CACHE_DIR = "agentstage-cache"
 # The modules whose rules decide what a tree's files load to, and which trees are read.
 _RULES = ("config.py", "fastload.py", "model.py", "yamlload.py", "ids.py", "layout.py",
-          "escape.py", "store.py")
+          "escape.py", "store.py", "policy.py", "meta.py")
 _OID = re.compile(rb"[0-9a-f]{40}|[0-9a-f]{64}")
 _fingerprint: str | None = None
 _caches: dict[str, DiskCache | None] = {}
@@ -82,7 +82,8 @@ def for_git_dir(git_dir: str | os.PathLike[str]) -> DiskCache | None:
 class DiskCache:
     """Entries under *root*: `t/<commit>.<agent>` holds the id of the agent's tree at the
     commit ("-": no such agent), `c/<tree>.<agent>.json` its configuration,
-    `a/<commit>.<commit>` whether the first is an ancestor of the second (1 or 0)."""
+    `a/<commit>.<commit>` whether the first is an ancestor of the second (1 or 0),
+    `p/<commit>.json` the policy of a meta commit that validated."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -141,16 +142,28 @@ class DiskCache:
     def put_ancestry(self, ancestor: str, descendant: str, found: bool) -> None:
         self._write(self._path("a", ancestor, descendant), b"1" if found else b"0")
 
-    def config(self, agent: str, tree: str) -> dict[str, Any] | None:
-        """The configuration the files of *tree* load to as *agent*, None when not known."""
-        data = self._read(self._path("c", tree, agent + ".json"))
+    def policy(self, commit: str) -> dict[str, Any] | None:
+        """The policy of meta commit *commit*, as a validation dumped it; None when not
+        known."""
+        return self._json(self._path("p", commit, "json"))
+
+    def put_policy(self, commit: str, policy: dict[str, Any]) -> None:
+        self._write(self._path("p", commit, "json"),
+                    json.dumps(policy, separators=(",", ":")).encode("ascii"))
+
+    def _json(self, path: str) -> dict[str, Any] | None:
+        data = self._read(path)
         if data is None:
             return None
         try:
             value = json.loads(data)
-        except ValueError:  # cut short by a crash before the rename cannot happen; a disk
-            return None     # error can
+        except ValueError:  # cut short: a crash, or a writer not done
+            return None
         return value if isinstance(value, dict) else None
+
+    def config(self, agent: str, tree: str) -> dict[str, Any] | None:
+        """The configuration the files of *tree* load to as *agent*, None when not known."""
+        return self._json(self._path("c", tree, agent + ".json"))
 
     def put_config(self, agent: str, tree: str, config: dict[str, Any]) -> None:
         self._write(self._path("c", tree, agent + ".json"),

@@ -13,16 +13,20 @@ import re
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from agentstage.agents import load_at
 from agentstage.errors import Conflict, InvalidConfig, Problem, UsageError
 from agentstage.ids import is_agent_id
-from agentstage.meta import META_REF, POLICY_FILE, identity_variable, pusher
+from agentstage.meta import (
+    META_REF,
+    POLICY_FILE,
+    PolicyRules,
+    identity_variable,
+    pusher,
+    read_policy,
+)
 from agentstage.store import PRODUCTION_PREFIX, STAGING, Store, TagInfo
-
-if TYPE_CHECKING:
-    from agentstage.policy import Policy
 
 CLIENT_HOOKS = ("pre-commit",)
 SERVER_HOOKS = ("pre-receive", "post-receive")
@@ -332,13 +336,8 @@ def _blocker_hint(ref: str) -> str:
 def check_push(store: Store, updates: list[RefUpdate], who: str | None) -> list[Refusal]:
     """Every ref of the push against DESIGN.md section 7; the refusals (empty: accept).
     A push to a symbolic ref on the server is checked as the ref it resolves to."""
-    policy: Policy | None = None
     try:
-        meta = store.ref(META_REF)
-        if meta is not None:  # the validation library: only for a policy
-            from agentstage.policy import load_policy
-
-            policy = load_policy(store, meta)
+        policy = read_policy(store)  # validated once per policy commit (meta.py)
     except InvalidConfig as exc:
         return [Refusal(u.ref, "the server's policy is invalid, so nothing is accepted",
                         [str(p) for p in exc.problems]) for u in updates]
@@ -368,7 +367,7 @@ class _Tag(NamedTuple):
 
 
 class _Rules:
-    def __init__(self, store: Store, updates: list[RefUpdate], policy: Policy | None,
+    def __init__(self, store: Store, updates: list[RefUpdate], policy: PolicyRules | None,
                  who: str | None) -> None:
         self.store, self.policy, self.who = store, policy, who
         self.by_ref = {u.ref: u for u in updates}

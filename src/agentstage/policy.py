@@ -24,15 +24,16 @@ from pydantic import (
 
 from agentstage.errors import InvalidConfig, Problem, UsageError
 from agentstage.ids import is_agent_id
+from agentstage.meta import ANYONE as ANYONE
 from agentstage.meta import DEFAULT_IDENTITY_VAR as DEFAULT_IDENTITY_VAR
 from agentstage.meta import IDENTITY_CONFIG as IDENTITY_CONFIG
 from agentstage.meta import META_REF as META_REF
 from agentstage.meta import POLICY_FILE as POLICY_FILE
+from agentstage.meta import PolicyRules
 from agentstage.meta import identity_variable as identity_variable
 from agentstage.meta import pusher as pusher
 from agentstage.store import Identity, Store
 
-ANYONE = "*"
 POLICY_FIELDS = "admins, editors, publishers, users, webhooks, approvals, signing"
 
 
@@ -134,7 +135,7 @@ class Signing(BaseModel):
         return value
 
 
-class Policy(BaseModel):
+class Policy(BaseModel, PolicyRules):
     """A list left out names nobody; "*" names any authenticated pusher."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -180,34 +181,6 @@ class Policy(BaseModel):
             if not name.strip() or name == ANYONE:
                 raise ValueError("a user is a pusher's name, not empty and not \"*\"")
         return value
-
-    def tagger_refusal(self, who: str | None, email: str) -> str | None:
-        """Why a publish tagged by *email* may not be pushed by *who* (None: it may). Only
-        when the policy maps users to emails: the record must name the pusher."""
-        if not self.users:
-            return None
-        if who is None or who not in self.users:
-            return (f"the policy maps pushers to emails (users), and {who} has none: ask an "
-                    f"admin to add '{who}: <your email>' to users")
-        mine = self.users[who]
-        if email.casefold() in (e.casefold() for e in mine):
-            return None
-        return (f"tagger {email} is not {who} ({', '.join(mine)}): publish as yourself "
-                f"(agentstage --author 'Your Name <{mine[0]}>' publish ...)")
-
-    def is_admin(self, who: str | None) -> bool:
-        return _member(who, self.admins)
-
-    def is_editor(self, who: str | None) -> bool:
-        return _member(who, self.editors)
-
-    def is_publisher(self, who: str | None, agent: str) -> bool:
-        return _member(who, self.publishers.get(agent, [])) or \
-            _member(who, self.publishers.get(ANYONE, []))
-
-
-def _member(who: str | None, names: list[str]) -> bool:
-    return who is not None and (who in names or ANYONE in names)
 
 
 def parse_policy(data: bytes, file: str = f"{META_REF}:{POLICY_FILE}") -> Policy:

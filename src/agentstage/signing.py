@@ -286,10 +286,10 @@ class Checker:
         """The signers this machine knows: the policy's `signing.allowed_signers` when it
         lists some, else git's `gpg.ssh.allowedSignersFile`."""
         from agentstage.errors import AgentstageError
-        from agentstage.policy import META_REF, load_policy
+        from agentstage.meta import META_REF, read_policy
 
         try:
-            policy = load_policy(store, store.ref(META_REF))
+            policy = read_policy(store)
         except AgentstageError:
             policy = None
         signing = policy.signing if policy is not None else None

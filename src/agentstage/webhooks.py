@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from agentstage.policy import META_REF, Webhook, load_policy
+from agentstage.meta import WebhookFields as Webhook
+from agentstage.meta import read_policy
 from agentstage.store import Store
 
 log = logging.getLogger("agentstage.webhooks")
@@ -274,7 +275,7 @@ def deliver(git_dir: Path, hook: Webhook, entry: Mapping[str, Any], by: str,
 
 def hooks_for(store: Store) -> list[Webhook]:
     """The webhooks of the policy in force that take publishes."""
-    policy = load_policy(store, store.ref(META_REF))
+    policy = read_policy(store)
     return [h for h in policy.webhooks if EVENT in h.events] if policy else []
 
 
