@@ -419,11 +419,8 @@ def measure_scaling(sizes: list[Size], runs: int, tmp: Path) -> list[dict[str, A
         cached, meta = ensure(size, log=lambda m: print(m, file=sys.stderr))
         r = Repo(cached, meta, tmp, "scaling")
         ops = inproc_ops(r)
-        # the flat targets are a few ms, where a disk's fsync or a collection moves one
-        # run by as much as the repository's size does: more runs for their medians
-        ms = {name: timed(r, name, ops[name], max(runs, 15) if name in FLAT_TARGETS else runs,
-                          resetter(r, name))
-              for name in SCALED_OPS}
+        ms = {name: timed(r, name, ops[name], runs, resetter(r, name))  # flat targets:
+              for name in SCALED_OPS}                                    # measure_flat
         out.append({"agents": size.agents, "commits": size.commits, "tags": meta["tags"],
                     "ms": {k: round(v, 2) for k, v in ms.items()}})
         shutil.rmtree(r.path)

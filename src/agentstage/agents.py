@@ -155,15 +155,10 @@ def _load(store: Store, commit: str | None, agent: str, tree: str, where: str
     disk = store.disk_cache
     config = disk.config(agent, tree) if disk is not None else None
     if config is None:
-        from agentstage.fastload import load_valid
+        from agentstage.fastload import load_dict
 
-        files = store.agent_files(commit, agent) or {}
-        config = load_valid(agent, files)
-        if config is None:  # not plainly valid: the models decide, and word the problems
-            from agentstage.config import load_agent
-
-            config = load_agent(agent, files, f"{where}:agents/{agent}" if where else None
-                                ).as_dict()
+        config = load_dict(agent, store.agent_files(commit, agent) or {},
+                           f"{where}:agents/{agent}" if where else None)
         if disk is not None:
             disk.put_config(agent, tree, config)
     _CONFIGS.put(key, config)

@@ -17,6 +17,7 @@ from agentstage.errors import InvalidConfig, NotFound, Problem
 from agentstage.escape import describe, hidden
 from agentstage.ids import AGENT_ID_RULE, is_agent_id, suggest_agent_id
 from agentstage.layout import AGENTS_DIR as AGENTS_DIR
+from agentstage.layout import DOC_SUFFIXES as DOC_SUFFIXES
 from agentstage.layout import agent_dir as agent_dir
 from agentstage.model import (
     AGENT_FILES,
@@ -30,8 +31,6 @@ from agentstage.model import (
     guardrail_type_problem,
 )
 from agentstage.yamlload import MAX_FILE_BYTES, Document, Pos, parse_yaml
-
-DOC_SUFFIXES = (".md", ".txt")
 
 
 def format_path(section: Section, data: Any, loc: Iterable[str | int]) -> str:

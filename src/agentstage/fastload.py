@@ -26,7 +26,7 @@ from typing import Any
 from agentstage.errors import InvalidConfig
 from agentstage.escape import hidden
 from agentstage.ids import is_agent_id
-from agentstage.layout import guardrail_type_problem
+from agentstage.layout import DOC_SUFFIXES, ENTRY_ID_PATTERN, guardrail_type_problem, is_url
 from agentstage.yamlload import MAX_FILE_BYTES, parse_yaml
 
 
@@ -36,7 +36,9 @@ class Unsure(Exception):
 
 Check = Callable[[Any], Any]
 _REQUIRED: Any = object()
-_ENTRY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")  # ENTRY_ID_PATTERN, whole
+# ENTRY_ID_PATTERN without its anchors, for fullmatch: pydantic's `$` (Rust's) does not
+# match before a final newline, as Python's does
+_ENTRY_ID = re.compile(ENTRY_ID_PATTERN.removeprefix("^").removesuffix("$"))
 _SURROGATE = re.compile(r"[\ud800-\udfff]")  # pydantic replaces them in keys
 
 
@@ -116,9 +118,8 @@ def _free_form(value: Any) -> dict[str, Any]:
     return value
 
 
-def _url(value: Any) -> str:  # model._url
-    if type(value) is not str or not value.startswith(("https://", "http://")) \
-            or len(value.split("://", 1)[1]) == 0 or any(c.isspace() for c in value):
+def _url(value: Any) -> str:  # model.Url
+    if type(value) is not str or not is_url(value):
         raise Unsure
     return value
 
@@ -206,7 +207,6 @@ FILES: tuple[tuple[str, str, Check, str], ...] = (
     ("tools.yaml", "tools", TOOL, "id"),
     ("guardrails.yaml", "guardrails", GUARDRAIL, "type"),
 )
-DOC_SUFFIXES = (".md", ".txt")  # config.DOC_SUFFIXES
 
 
 def _unique(entries: list[Any], key: str) -> None:
@@ -275,3 +275,15 @@ def load_valid(agent: str, files: Mapping[str, bytes]) -> dict[str, Any] | None:
     except (Unsure, InvalidConfig):
         return None
     return out
+
+
+def load_dict(agent: str, files: Mapping[str, bytes], where: str | None = None
+              ) -> dict[str, Any]:
+    """`config.load_agent(agent, files, where).as_dict()`: from `load_valid` when it
+    answers, else from the models, which raise InvalidConfig with every problem."""
+    config = load_valid(agent, files)
+    if config is None:
+        from agentstage.config import load_agent
+
+        config = load_agent(agent, files, where).as_dict()
+    return config

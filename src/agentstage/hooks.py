@@ -44,12 +44,9 @@ PUBLISH_TAG_RE = re.compile(r"refs/tags/([^/]+)/v([1-9][0-9]*)")
 def load_agent(agent: str, files: Mapping[str, bytes]) -> None:
     """Raise InvalidConfig when the agent's files are invalid. The agent model is imported
     only when the files are not plainly valid (fastload.py), to word the problems."""
-    from agentstage.fastload import load_valid
+    from agentstage.fastload import load_dict
 
-    if load_valid(agent, files) is None:
-        from agentstage.config import load_agent as load
-
-        load(agent, files)
+    load_dict(agent, files)
 
 
 def hook_script(name: str) -> str:

@@ -15,6 +15,13 @@ NESTED_KEYS: dict[tuple[str, str], str] = {("tools", "actions"): "id"}
 ENTRY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 KEY_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
 AGENTS_DIR = "agents"
+DOC_SUFFIXES = (".md", ".txt")  # files an agent may hold beside its YAML
+
+
+def is_url(value: str) -> bool:
+    """An http:// or https:// URL with something after the scheme and no whitespace."""
+    return value.startswith(("https://", "http://")) and len(value.split("://", 1)[1]) > 0 \
+        and not any(c.isspace() for c in value)
 
 
 def agent_dir(agent: str) -> str:

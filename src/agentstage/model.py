@@ -12,6 +12,7 @@ from agentstage.layout import ENTRY_ID_PATTERN as ENTRY_ID_PATTERN
 from agentstage.layout import GUARDRAIL_TYPES as GUARDRAIL_TYPES
 from agentstage.layout import NESTED_KEYS as NESTED_KEYS
 from agentstage.layout import guardrail_type_problem as guardrail_type_problem
+from agentstage.layout import is_url
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, strip_whitespace=False)]
 EntryId = Annotated[str, StringConstraints(pattern=ENTRY_ID_PATTERN)]
@@ -27,8 +28,7 @@ class Strict(BaseModel):
 
 
 def _url(value: str) -> str:
-    if not value.startswith(("https://", "http://")) or len(value.split("://", 1)[1]) == 0 \
-            or any(c.isspace() for c in value):
+    if not is_url(value):
         raise PydanticCustomError("url", "must be an http:// or https:// URL")
     return value
 
