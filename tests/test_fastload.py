@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
@@ -213,8 +213,17 @@ ENTRIES = {"instructions": INSTRUCTION, "knowledge": KNOWLEDGE, "tools": TOOL,
 CHECKS = {name: (check, key) for _file, name, check, key in fastload.FILES}
 
 
+def _has_surrogate(node: Any) -> bool:
+    if isinstance(node, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_has_surrogate(v) for v in node)
+    return isinstance(node, str) and any("\ud800" <= c <= "\udfff" for c in node)
+
+
 def compare(name: str, data: Any) -> bool:
-    """Fast answers exactly when the models find no problem, and then with their value.
+    """Fast answers exactly when the models find no problem (but for a lone surrogate,
+    left to them), and then with their value.
     True when it answered."""
     check, key = CHECKS[name]
     section = SECTION_BY_NAME[name]
@@ -222,7 +231,9 @@ def compare(name: str, data: Any) -> bool:
     try:
         fast = fastload.section(name, check, key, data)
     except fastload.Unsure:
-        assert problems, ("valid, but fast gave up", data)
+        # the one valid input it leaves to the models on purpose: text with a lone
+        # surrogate (pydantic keeps it in a value and replaces it in a key)
+        assert problems or _has_surrogate(data), ("valid, but fast gave up", data)
         return False
     assert not problems, (data, problems)
     dumped = [e.model_dump(mode="json") for e in value] if section.is_list \
@@ -233,7 +244,8 @@ def compare(name: str, data: Any) -> bool:
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=SETTINGS)
-def test_generated_settings_agree(data: dict[str, Any]) -> None:
+@example(data={"name": "a", "description": "\ud800", "model": {"name": "0"}})  # valid: left
+def test_generated_settings_agree(data: dict[str, Any]) -> None:                # to the models
     compare("settings", data)
 
 

@@ -12,7 +12,8 @@ asks `load_agent`, which finds and words the problems. It never words one itself
 there is one source of messages, and it could only be wrong by answering where
 `load_agent` would refuse or answer otherwise. tests/test_fastload.py checks that it
 never does, on the sample agents, on every field's edges and on thousands of generated
-and mutated sections (where it answers exactly when the models find no problem), and
+and mutated sections (where it answers exactly when the models find no problem, but
+for text with a lone surrogate, which it leaves to them), and
 that the fields below are model.py's, in its order. A change to model.py that is not
 made here too fails those tests.
 """
