@@ -1,7 +1,8 @@
 """fastload.py reads without pydantic what is valid: wherever it answers, its answer is
 exactly `config.load_agent(...).as_dict()`, and on the generated sections it answers
-exactly where the models find no problem. Checked against the models themselves, on
-every field's edges and on generated and mutated configurations."""
+exactly where the models find no problem (text with a lone surrogate aside). Checked
+against the models themselves, on every field's edges and on generated and mutated
+configurations."""
 
 from __future__ import annotations
 
